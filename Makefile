@@ -1,0 +1,21 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv first (scripts/setup.sh).
+.PHONY: setup demo test test-fast bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/fsrbench run --datasets demo --out runs/demo
+	@echo "leaderboard: runs/demo/leaderboard.md"
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+test-fast: setup
+	.venv/bin/python -m pytest -q -m "not slow"
+
+bench: setup
+	.venv/bin/python -m pytest -q benchmarks --benchmark-only
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,51 @@
+"""Command-line interface: ``fsrbench <command> ...``.
+
+Each command is a module in :mod:`fsrbench.commands` exposing ``add_parser(subparsers)``; the parser it
+adds sets ``func`` (``args -> int`` exit status). New commands are added by dropping a module there.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import fsrbench.commands as _commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fsrbench import __version__
+
+    parser = argparse.ArgumentParser(prog="fsrbench", description="Benchmark for emotion-aware face super-resolution.")
+    parser.add_argument("--version", action="version", version=f"fsrbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{_commands.__name__}.{info.name}")
+        if hasattr(module, "add_parser"):
+            module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from fsrbench.api import Unavailable
+    from fsrbench.registry import PluginLoadError, RegistryError
+
+    try:
+        return int(args.func(args) or 0)
+    except (RegistryError, PluginLoadError, Unavailable, FileNotFoundError, ValueError) as exc:
+        print(f"fsrbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

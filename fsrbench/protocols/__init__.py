@@ -1,0 +1,125 @@
+"""Named, versioned evaluation protocols.
+
+A protocol is a YAML file in this folder (or any path given by the user). It fixes the HR size, the
+scales, the LR generator and the metric convention. Its identity is ``id`` plus a SHA-256 of its
+canonical JSON form (key-sorted, so comments and formatting do not change it); both are stored with every
+result row. See docs/protocols.md.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fsrbench.registry import RegistryError, unknown_name_message
+
+PROTOCOL_DIR = Path(__file__).resolve().parent
+DEFAULT_PROTOCOL = "dic-v1"
+
+_REQUIRED = ("id", "version", "hr_size", "scales", "lr_generator", "upsampler", "metric")
+_METRIC_KEYS = {
+    "quantize": {"round"},
+    "color": {"y_bt601", "rgb"},
+    "y_rounding": {"round", "truncate", "none"},
+    "reduction": {"mean_of_per_image"},
+}
+_RESIZERS = {"pil_bicubic"}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    id: str
+    version: int
+    definition: dict[str, Any]
+    sha256: str
+    path: str
+
+    @property
+    def metric(self) -> dict[str, Any]:
+        return self.definition["metric"]
+
+    @property
+    def hr_size(self) -> int:
+        return int(self.definition["hr_size"])
+
+    @property
+    def scales(self) -> list[int]:
+        return [int(s) for s in self.definition["scales"]]
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:12]
+
+    def crop_border(self, scale: int | None) -> int:
+        crop = self.metric["crop_border"]
+        if crop == "scale":
+            if not scale:
+                raise ValueError(f"protocol {self.id} crops `scale` pixels per side; pass the scale (4 or 8)")
+            return int(scale)
+        return int(crop)
+
+    def lr_size(self, scale: int) -> int:
+        if self.hr_size % scale:
+            raise ValueError(f"scale x{scale} does not divide the HR size {self.hr_size}")
+        return self.hr_size // scale
+
+    def card(self) -> dict[str, Any]:
+        return {"id": self.id, "version": self.version, "sha256": self.sha256}
+
+
+def canonical_hash(definition: dict[str, Any]) -> str:
+    blob = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _validate(d: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: a protocol file must be a YAML mapping")
+    missing = [k for k in _REQUIRED if k not in d]
+    if missing:
+        raise ValueError(f"{path}: protocol is missing {', '.join(missing)}")
+    m = d["metric"]
+    for key, allowed in _METRIC_KEYS.items():
+        if m.get(key) not in allowed:
+            raise ValueError(f"{path}: metric.{key} = {m.get(key)!r}; allowed: {sorted(allowed)}")
+    if not (m.get("crop_border") == "scale" or isinstance(m.get("crop_border"), int)):
+        raise ValueError(f"{path}: metric.crop_border must be 'scale' or an integer")
+    for key in ("lr_generator", "upsampler"):
+        if d[key] not in _RESIZERS:
+            raise ValueError(f"{path}: {key} = {d[key]!r}; supported: {sorted(_RESIZERS)}")
+    return d
+
+
+def list_protocols() -> list[str]:
+    return sorted(p.stem for p in PROTOCOL_DIR.glob("*.yaml"))
+
+
+@lru_cache(maxsize=None)
+def _load(path: str) -> Protocol:
+    p = Path(path)
+    with p.open() as fh:
+        d = _validate(yaml.safe_load(fh), p)
+    return Protocol(id=str(d["id"]), version=int(d["version"]), definition=d, sha256=canonical_hash(d),
+                    path=str(p))
+
+
+def get_protocol(name: str | Protocol | None = None) -> Protocol:
+    """A protocol by id (``dic-v1``) or by path to a YAML file; ``None`` gives the default."""
+    if isinstance(name, Protocol):
+        return name
+    name = name or DEFAULT_PROTOCOL
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        return _load(str(candidate.resolve()))
+    path = PROTOCOL_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise RegistryError(unknown_name_message("protocols", name, list_protocols()))
+    proto = _load(str(path))
+    if proto.id != name:
+        raise ValueError(f"{path}: file name and id disagree ({proto.id!r})")
+    return proto

@@ -1,0 +1,217 @@
+"""Typed registries for everything fsrbench can plug in.
+
+Every kind of component (methods, metrics, datasets and the face-analysis models) lives in one
+:class:`Registry`, fed by a Python entry-point group.  The built-in components register through the very
+same entry points a third-party package uses (see ``pyproject.toml``), so there is exactly one discovery
+mechanism.  Values are lazy: an entry point (or a ``"module:attr"`` string) is only imported when the
+component is first asked for, and a component that fails to import is reported, never fatal for the
+others.
+
+One-off plugins are loaded with :func:`load_plugin` from ``path/to/file.py:Name`` or ``module:Name``
+(the CLI's ``--plugin``).
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+GROUPS = {
+    "methods": "fsrbench.methods",
+    "metrics": "fsrbench.metrics",
+    "datasets": "fsrbench.datasets",
+    "fer": "fsrbench.fer",
+    "au": "fsrbench.au",
+    "landmarks": "fsrbench.landmarks",
+    "identity": "fsrbench.identity",
+}
+
+
+class RegistryError(KeyError):
+    """Unknown name or a component that cannot be loaded. ``str()`` is a user-facing message."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginLoadError(RuntimeError):
+    """A plugin (entry point or ``--plugin``) could not be imported or constructed."""
+
+
+@dataclass
+class _Entry:
+    name: str
+    target: Any  # an object, or a "module:attr" string, or an importlib.metadata.EntryPoint
+    source: str  # "entry point <dist>", "plugin <spec>", "register()"
+    obj: Any = None
+    error: str | None = None
+
+    def load(self) -> Any:
+        if self.obj is not None:
+            return self.obj
+        if self.error is not None:
+            raise PluginLoadError(self.error)
+        try:
+            if isinstance(self.target, str):
+                self.obj = import_target(self.target)
+            elif hasattr(self.target, "load") and hasattr(self.target, "group"):
+                self.obj = self.target.load()
+            else:
+                self.obj = self.target
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not kill the harness
+            self.error = f"{self.name!r} ({self.source}) failed to import: {type(exc).__name__}: {exc}"
+            raise PluginLoadError(self.error) from exc
+        return self.obj
+
+
+@dataclass
+class Registry(Generic[T]):
+    """A name -> component registry for one kind of thing (``kind`` is e.g. ``"methods"``)."""
+
+    kind: str
+    group: str
+    _entries: dict[str, _Entry] = field(default_factory=dict)
+    _discovered: bool = False
+
+    # -- population -------------------------------------------------------------------------------
+    def discover(self) -> None:
+        """Read the entry-point group once (idempotent)."""
+        if self._discovered:
+            return
+        self._discovered = True
+        for ep in sorted(entry_points(group=self.group), key=lambda e: e.name):
+            if ep.name in self._entries:
+                continue
+            dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
+            self._entries[ep.name] = _Entry(ep.name, ep, f"entry point of {dist}")
+
+    def register(self, name: str, target: Any, source: str = "register()", *, override: bool = False) -> None:
+        """Register ``target`` (object or ``"module:attr"``) under ``name``."""
+        self.discover()
+        if name in self._entries and not override:
+            raise RegistryError(f"{self.kind} {name!r} is already registered ({self._entries[name].source})")
+        self._entries[name] = _Entry(name, target, source)
+
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    # -- lookup -----------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        self.discover()
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self.discover()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def source(self, name: str) -> str:
+        return self._entry(name).source
+
+    def _entry(self, name: str) -> _Entry:
+        self.discover()
+        if name not in self._entries:
+            raise RegistryError(unknown_name_message(self.kind, name, self.names()))
+        return self._entries[name]
+
+    def get(self, name: str) -> T:
+        """The registered object (class or factory) for ``name``; raises with 'did you mean'."""
+        return self._entry(name).load()
+
+    def load_all(self) -> tuple[dict[str, T], dict[str, str]]:
+        """Load every entry; returns (loaded, {name: error}) so broken plugins are reported, not fatal."""
+        ok: dict[str, T] = {}
+        bad: dict[str, str] = {}
+        for name in self.names():
+            try:
+                ok[name] = self.get(name)
+            except PluginLoadError as exc:
+                bad[name] = str(exc)
+        return ok, bad
+
+
+def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    listing = ", ".join(known) if known else "(none registered)"
+    return f"unknown {kind[:-1] if kind.endswith('s') else kind} {name!r}.{hint} Registered {kind}: {listing}"
+
+
+def import_target(spec: str) -> Any:
+    """Import ``"package.module:attr"`` or ``"path/to/file.py:attr"``."""
+    if ":" not in spec:
+        raise PluginLoadError(f"plugin spec {spec!r} must look like 'module:Name' or 'path/to/file.py:Name'")
+    mod_part, _, attr = spec.rpartition(":")
+    if mod_part.endswith(".py") or "/" in mod_part or "\\" in mod_part:
+        path = Path(mod_part).expanduser().resolve()
+        if not path.is_file():
+            raise PluginLoadError(f"plugin file {path} does not exist (from --plugin {spec!r})")
+        mod_name = f"fsrbench_plugin_{path.stem}_{abs(hash(str(path))) % 10**8}"
+        module = sys.modules.get(mod_name)
+        if module is None:
+            mspec = importlib.util.spec_from_file_location(mod_name, path)
+            if mspec is None or mspec.loader is None:
+                raise PluginLoadError(f"cannot import plugin file {path}")
+            module = importlib.util.module_from_spec(mspec)
+            sys.modules[mod_name] = module
+            try:
+                mspec.loader.exec_module(module)
+            except Exception:
+                sys.modules.pop(mod_name, None)
+                raise
+    else:
+        module = importlib.import_module(mod_part)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise PluginLoadError(f"{mod_part!r} has no attribute {part!r} (from plugin spec {spec!r})")
+        obj = getattr(obj, part)
+    return obj
+
+
+REGISTRIES: dict[str, Registry[Any]] = {kind: Registry(kind, group) for kind, group in GROUPS.items()}
+
+
+def registry(kind: str) -> Registry[Any]:
+    if kind not in REGISTRIES:
+        raise RegistryError(unknown_name_message("registry kinds", kind, sorted(REGISTRIES)))
+    return REGISTRIES[kind]
+
+
+methods = REGISTRIES["methods"]
+metrics = REGISTRIES["metrics"]
+datasets = REGISTRIES["datasets"]
+
+
+def load_plugin(spec: str, kind: str = "methods") -> str:
+    """Load a one-off plugin (``path.py:Name`` or ``module:Name``) into registry ``kind``.
+
+    The object's ``name`` attribute (or the attribute name) becomes its registered name, which is
+    returned.  Import errors are raised as :class:`PluginLoadError` with the spec in the message.
+    """
+    try:
+        obj = import_target(spec)
+    except PluginLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise PluginLoadError(f"--plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
+    name = getattr(obj, "name", None) or spec.rpartition(":")[2]
+    registry(kind).register(str(name), obj, f"plugin {spec}", override=True)
+    return str(name)
+
+
+def instantiate(factory: Callable[..., T] | T, **kwargs: Any) -> T:
+    """Construct a registered component: classes/functions are called, instances returned as they are."""
+    if isinstance(factory, type) or inspect.isfunction(factory):
+        return factory(**kwargs)  # type: ignore[misc,return-value]
+    return factory  # type: ignore[return-value]
