@@ -193,11 +193,32 @@ metrics = REGISTRIES["metrics"]
 datasets = REGISTRIES["datasets"]
 
 
-def load_plugin(spec: str, kind: str = "methods") -> str:
-    """Load a one-off plugin (``path.py:Name`` or ``module:Name``) into registry ``kind``.
+def _kind_of(obj: Any) -> str:
+    """The registry a plugin object belongs to, from its base class (methods by default)."""
+    from fsrbench.api import Dataset, Method, Metric
 
-    The object's ``name`` attribute (or the attribute name) becomes its registered name, which is
-    returned.  Import errors are raised as :class:`PluginLoadError` with the spec in the message.
+    if isinstance(obj, type):
+        if issubclass(obj, Metric):
+            return "metrics"
+        if issubclass(obj, Dataset):
+            return "datasets"
+        if issubclass(obj, Method):
+            return "methods"
+        from fsrbench.analysis.base import AUEstimator, FERModel
+
+        if issubclass(obj, FERModel):
+            return "fer"
+        if issubclass(obj, AUEstimator):
+            return "au"
+    return "methods"
+
+
+def load_plugin(spec: str, kind: str | None = None) -> str:
+    """Load a one-off plugin (``path.py:Name`` or ``module:Name``) and register it.
+
+    The registry is ``kind`` or, when None, inferred from the object's base class (Method, Metric,
+    Dataset, FERModel, AUEstimator). Its ``name`` attribute (or the attribute name) becomes its registered
+    name, which is returned. Import errors raise :class:`PluginLoadError` naming the spec.
     """
     try:
         obj = import_target(spec)
@@ -206,8 +227,15 @@ def load_plugin(spec: str, kind: str = "methods") -> str:
     except Exception as exc:  # noqa: BLE001
         raise PluginLoadError(f"--plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
     name = getattr(obj, "name", None) or spec.rpartition(":")[2]
-    registry(kind).register(str(name), obj, f"plugin {spec}", override=True)
+    registry(kind or _kind_of(obj)).register(str(name), obj, f"plugin {spec}", override=True)
     return str(name)
+
+
+def register_broken(kind: str, name: str, source: str, error: str) -> None:
+    """Keep a plugin that failed to load visible under ``name``: using it raises ``error``."""
+    r = registry(kind)
+    r.discover()
+    r._entries[name] = _Entry(name, None, source, error=error)
 
 
 def instantiate(factory: Callable[..., T] | T, **kwargs: Any) -> T:

@@ -10,7 +10,7 @@ KINDS = ["methods", "metrics", "datasets", "protocols", "fer", "au", "landmarks"
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("list", help="list registered methods, metrics, datasets, protocols or face models")
     p.add_argument("kind", choices=KINDS)
-    p.add_argument("--plugin", action="append", default=[], help="also load this one-off method plugin")
+    p.add_argument("--plugin", action="append", default=[], help="also load this one-off plugin (FILE.py:Name or module:Name)")
     p.set_defaults(func=main)
 
 
@@ -20,7 +20,7 @@ def main(args: argparse.Namespace) -> int:
     from fsrbench import registry as reg
 
     for spec in args.plugin:
-        reg.load_plugin(spec, "methods")
+        reg.load_plugin(spec)
     if args.kind == "protocols":
         from fsrbench.protocols import get_protocol, list_protocols
 

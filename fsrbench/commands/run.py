@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH", help="weights file for a method")
     p.add_argument("--checkpoint-dir", default=None, help="where trained checkpoints are looked up (default ./checkpoints)")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py:Name|module:Name",
-                   help="load a one-off method plugin (repeatable)")
+                   help="load a one-off plugin: a method, metric or dataset class (repeatable)")
     p.add_argument("--fer", default=None, help="FER model for ECM/expression metrics (see `fsrbench list fer`)")
     p.add_argument("--data-root", default=None, help="root directory of the real datasets")
     p.add_argument("--split", default=None, help="dataset split (default: the protocol's test split)")

@@ -232,16 +232,18 @@ def open_dataset(spec: str, **options: Any) -> Dataset:
 
 
 def resolve_methods(names: list[str]) -> list[str]:
-    if not names or names == ["all"] or "all" in names:
-        loaded, _ = reg.methods.load_all()
-        picked = [n for n, cls in loaded.items() if getattr(cls, "in_all", True)]
-        extra = [n for n in names if n != "all" and n not in picked]
-        for n in extra:
-            reg.methods.get(n)  # raises with "did you mean"
-        return picked + extra
-    for n in names:
-        reg.methods.get(n)
-    return list(dict.fromkeys(names))
+    """Expand ``all`` (every registered method with ``in_all``, plus broken plugins so they are reported)
+    and check that every name exists (unknown names raise with 'did you mean')."""
+    out: list[str] = []
+    for n in names or ["all"]:
+        if n == "all":
+            loaded, broken = reg.methods.load_all()
+            out += [m for m, cls in loaded.items() if getattr(cls, "in_all", True)] + sorted(broken)
+        elif n not in reg.methods:
+            raise reg.RegistryError(reg.unknown_name_message("methods", n, reg.methods.names()))
+        else:
+            out.append(n)
+    return list(dict.fromkeys(out))
 
 
 def default_metric_names() -> list[str]:
@@ -255,8 +257,15 @@ class Runner:
     def __init__(self, spec: RunSpec, log: Any = None) -> None:
         self.spec = spec
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.plugin_errors: list[dict[str, str]] = []
         for p in spec.plugins:
-            reg.load_plugin(p, "methods")
+            try:
+                reg.load_plugin(p)
+            except reg.PluginLoadError as exc:  # reported and skipped; the other methods still run
+                name = p.rpartition(":")[2]
+                self.plugin_errors.append({"plugin": p, "name": name, "reason": str(exc)})
+                reg.register_broken("methods", name, f"plugin {p}", str(exc))
+                self.log(f"plugin {p}: {exc}")
         self.protocol: Protocol = get_protocol(spec.protocol)
         self.out = Path(spec.out or default_out(spec)).expanduser()
         self.device = resolve_device(spec.device)
@@ -322,8 +331,17 @@ class Runner:
         with run_lock(self.out):
             return self._run_locked()
 
+    def _clean_stale(self) -> None:
+        """Remove temporary files/dirs left by a killed run (we hold the lock: no one else writes)."""
+        for p in list(self.out.glob(".cell-*")) + list(self.out.rglob(".*.tmp")) + list(self.out.rglob(".tmp-*")):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
     def _run_locked(self) -> RunResult:
         t0 = time.time()
+        self._clean_stale()
         metrics = self._metrics()
         method_names = resolve_methods(self.spec.methods)
         datasets = []

@@ -102,8 +102,12 @@ def list_protocols() -> list[str]:
 @lru_cache(maxsize=None)
 def _load(path: str) -> Protocol:
     p = Path(path)
-    with p.open() as fh:
-        d = _validate(yaml.safe_load(fh), p)
+    try:
+        with p.open() as fh:
+            raw = yaml.safe_load(fh)  # never yaml.load: a protocol file must not be able to run code
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{p}: not a valid protocol YAML file ({exc})") from exc
+    d = _validate(raw, p)
     return Protocol(id=str(d["id"]), version=int(d["version"]), definition=d, sha256=canonical_hash(d),
                     path=str(p))
 

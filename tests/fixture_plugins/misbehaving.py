@@ -50,3 +50,20 @@ class BrokenSetup(Method):
 
     def setup(self, scale, device="cpu", weights=None):
         raise ZeroDivisionError("bug in the plugin")
+
+
+from fsrbench import Metric  # noqa: E402
+
+
+class SlowMetric(Metric):
+    """Mean absolute error, slowly (FSRBENCH_TEST_METRIC_SLEEP s per batch): lets tests kill a run while scoring."""
+
+    name = "slowmae"
+    higher_is_better = False
+    ideal = 0.0
+
+    def per_image(self, sr, hr, ctx):
+        import numpy as np
+
+        time.sleep(float(os.environ.get("FSRBENCH_TEST_METRIC_SLEEP", "0.2")))
+        return {"slowmae": np.abs(sr.astype(float) - hr).mean(axis=(1, 2, 3))}
