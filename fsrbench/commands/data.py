@@ -1,0 +1,178 @@
+"""``fsrbench data check DATASET`` — validate a dataset on disk before a run.
+
+Prints the counts (listed / usable / skipped), every problem with the file name, the reason and a fix,
+the images that were converted (grayscale, RGBA, 16-bit …), and the hashes a run would record (split
+list, dataset fingerprint, protocol). Exit status 0 = usable (possibly with problems; ``--strict`` makes
+any problem an error), 1 = unusable (nothing loads, or the dataset cannot even be listed).
+
+Examples::
+
+    fsrbench data check celeba --data-root /data/CelebA
+    fsrbench data check helen --config ~/fsrbench.yaml --split test-all
+    fsrbench data check helen --data-root /data/helen -o split_file=/data/helen/test50.txt
+    fsrbench data check released:/data/DIC/Helen --write-manifest helen-test.sha256
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from fsrbench.api import DataError, Unavailable
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("data", help="dataset tools (check)", description="Dataset tools.")
+    sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    c = sub.add_parser("check", help="validate a dataset: counts, missing/unreadable files, hashes",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("dataset", help="dataset name, optionally with an argument: celeba, helen, ffhq, "
+                                   "released:DIR, folder:DIR")
+    c.add_argument("--data-root", help="folder of the dataset (overrides the config file)")
+    c.add_argument("--config", help="YAML file mapping dataset names to folders (see docs/datasets.md)")
+    c.add_argument("--split", default=None, help="split to check (default: the dataset's test split)")
+    c.add_argument("--protocol", default=None, help="protocol whose hash to report (default dic-v1)")
+    c.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset option, e.g. crop=center, split_file=FILE, annotations=FILE (repeatable)")
+    c.add_argument("--no-read", action="store_true", help="only list files and annotations; do not decode images")
+    c.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
+    c.add_argument("--max-problems", type=int, default=30, help="problems to print (default 30; all are counted)")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.add_argument("--write-manifest", metavar="FILE", help="released:DIR only: write the sha256 manifest of its files")
+    c.set_defaults(func=check_handler)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in pairs:
+        if "=" not in kv:
+            raise ValueError(f"--option {kv!r}: expected KEY=VALUE")
+        k, v = kv.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def build_dataset(spec: str, data_root: str | None = None, config: str | None = None, split: str | None = None,
+                  protocol: str | None = None, options: dict[str, Any] | None = None) -> Any:
+    """Construct a registered dataset from ``name[:arg]`` with the data-root/config/split options."""
+    from fsrbench.registry import RegistryError, instantiate, registry
+
+    name, _, arg = spec.partition(":")
+    try:
+        cls = registry("datasets").get(name)
+    except RegistryError:
+        if name != "released":  # entry point not declared yet in an older install
+            raise
+        from fsrbench.data.released import ReleasedPairs as cls
+    kw: dict[str, Any] = dict(options or {})
+    from fsrbench.data.base import FaceDataset
+
+    if isinstance(cls, type) and issubclass(cls, FaceDataset):
+        kw.update(data_root=data_root, protocol=protocol)
+        if config:
+            kw["config"] = config
+        if split:
+            kw["split"] = split
+    return instantiate(cls, arg=arg or None, **kw)
+
+
+def _generic_check(ds: Any, read: bool) -> Any:
+    from fsrbench.data.base import CheckReport, Problem, _fix_for
+    from fsrbench.protocols import get_protocol
+
+    rep = CheckReport(getattr(ds, "name", "?"), str(getattr(ds, "root", getattr(ds, "arg", ""))), "-", read=read)
+    ids = ds.ids()
+    rep.problems = [Problem(f, r, _fix_for(r)) for f, r in getattr(ds, "skipped", [])]
+    rep.listed = len(ids) + len(rep.problems)
+    for sid in ids:
+        if not read:
+            rep.usable += 1
+            continue
+        try:
+            ds.load(sid)
+            rep.usable += 1
+        except DataError as exc:
+            rep.problems.append(Problem(sid, str(exc), _fix_for(str(exc))))
+    rep.fingerprint = ds.fingerprint()
+    proto = get_protocol(None)
+    rep.protocol = {"id": proto.id, "sha256": proto.sha256}
+    return rep
+
+
+def _print_report(rep: Any, max_problems: int, out: Any = None) -> None:
+    w = (out or sys.stdout).write
+    w(f"dataset      {rep.dataset}  root {rep.root}  split {rep.split}\n")
+    n_bad = len(rep.problems)
+    w(f"files        listed {rep.listed}  usable {rep.usable}  skipped {n_bad}"
+      f"{'' if rep.read else '  (images not decoded: --no-read)'}\n")
+    sl = rep.fingerprint.get("split_list") or {}
+    if sl.get("sha256"):
+        w(f"split list   {sl.get('split')}  n={sl.get('n')}  sha256 {sl['sha256']}\n")
+    if rep.fingerprint.get("crop"):
+        w(f"crop         {rep.fingerprint['crop']} {json.dumps(rep.fingerprint.get('crop_params', {}), sort_keys=True)}\n")
+    w(f"ids sha256   {rep.fingerprint.get('ids_sha256', '-')}\n")
+    if rep.fingerprint.get("sha256"):
+        w(f"fingerprint  sha256 {rep.fingerprint['sha256']}\n")
+    w(f"protocol     {rep.protocol.get('id')}  sha256 {rep.protocol.get('sha256')}\n")
+    if rep.problems:
+        from collections import Counter
+
+        counts = Counter(pr.reason for pr in rep.problems)
+        w(f"problems ({n_bad}):\n")
+        for reason, n in counts.most_common(5):
+            if n > 1:
+                w(f"  {n} x {reason}\n")
+        # rare problems first: one truncated file must not hide behind 995 missing ones
+        ordered = sorted(rep.problems, key=lambda pr: counts[pr.reason])
+        for pr in ordered[:max_problems]:
+            w(f"  {pr.file}: {pr.reason}\n")
+            if pr.fix:
+                w(f"      fix: {pr.fix}\n")
+        if n_bad > max_problems:
+            w(f"  … and {n_bad - max_problems} more (--max-problems N to see them)\n")
+    if rep.notes:
+        w(f"converted ({len(rep.notes)}, still used):\n")
+        for pr in rep.notes[:max_problems]:
+            w(f"  {pr.file}: {pr.reason}\n")
+    verdict = "UNUSABLE: no image of this split can be loaded" if not rep.ok else (
+        f"usable: {rep.usable} images" + (f", {n_bad} skipped" if n_bad else ""))
+    w(f"result       {verdict}\n")
+
+
+def check_handler(args: argparse.Namespace) -> int:
+    try:
+        ds = build_dataset(args.dataset, args.data_root, args.config, args.split, args.protocol,
+                           _options(args.option))
+        read = not args.no_read
+        if hasattr(ds, "check"):
+            from tqdm import tqdm
+
+            prog = (lambda it: tqdm(it, desc="reading", unit="img", file=sys.stderr, leave=False)) if read else None
+            rep = ds.check(read=read, progress=prog)
+        else:
+            rep = _generic_check(ds, read)
+    except (FileNotFoundError, ValueError, Unavailable, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"fsrbench data check: {args.dataset} is unusable: {msg}", file=sys.stderr)
+        return 1
+    if args.write_manifest:
+        if not hasattr(ds, "manifest_lines"):
+            print("fsrbench data check: --write-manifest only works with released:DIR", file=sys.stderr)
+            return 1
+        from fsrbench.imageio import atomic_write_bytes
+
+        atomic_write_bytes(args.write_manifest, ("\n".join(ds.manifest_lines()) + "\n").encode())
+        print(f"manifest     wrote {args.write_manifest}")
+    if args.json:
+        from dataclasses import asdict
+
+        d = asdict(rep)
+        d["ok"] = rep.ok
+        print(json.dumps(d, indent=2, default=str))
+    else:
+        _print_report(rep, args.max_problems)
+    if not rep.ok or (args.strict and rep.problems):
+        return 1
+    return 0
