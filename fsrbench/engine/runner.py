@@ -468,7 +468,7 @@ class Runner:
                     if smp.hr.shape != (self.protocol.hr_size, self.protocol.hr_size, 3) or smp.hr.dtype != np.uint8:
                         raise DataError(f"{sid}: HR must be uint8 {self.protocol.hr_size}x{self.protocol.hr_size}x3, "
                                         f"got {smp.hr.dtype} {smp.hr.shape}")
-                    good.append((sid, smp.hr, smp.meta))
+                    good.append((sid, smp.hr, dict(smp.meta, _lr=self._given_lr(ds, sid, scale))))
                 except (DataError, OSError, ValueError) as exc:
                     failures.append({"image_id": sid, "reason": f"data: {exc}"})
                     rows.append(self._row(dname, scale, mname, sid, "failed", f"data: {exc}", "", {}, columns))
@@ -482,6 +482,12 @@ class Runner:
         rows.sort(key=lambda r: order[r["image_id"]])
         table = pd.DataFrame(rows, columns=ID_COLUMNS + STATUS_COLUMNS + columns)
         return table, failures, notes
+
+    @staticmethod
+    def _given_lr(ds: Dataset, sid: str, scale: int) -> np.ndarray | None:
+        """A dataset may ship its own LR images (e.g. DIC's released PNGs): use them instead of make_lr."""
+        fn = getattr(ds, "lr", None)
+        return fn(sid, scale) if callable(fn) else None
 
     @staticmethod
     def _row(dname: str, scale: int, mname: str, sid: str, status: str, error: str, note: str,
@@ -505,11 +511,13 @@ class Runner:
             priors[name] = test_prior(name, hr=hr, lr=lr, upsampled=up, cache=self.cache, device=self.device)
         return priors
 
-    def _infer(self, method: Method, sids: list[str], hr: np.ndarray, scale: int) -> tuple[np.ndarray, list[str]]:
+    def _infer(self, method: Method, sids: list[str], hr: np.ndarray, scale: int,
+               given_lr: list[np.ndarray | None] | None = None) -> tuple[np.ndarray, list[str]]:
         """Run the method on one batch; returns uint8 SR [B,H,W,3] and a note per image. Raises on failure."""
         import torch
 
-        lr = np.stack([make_lr(h, scale) for h in hr])
+        given_lr = given_lr or [None] * len(sids)
+        lr = np.stack([g if g is not None else make_lr(h, scale) for h, g in zip(hr, given_lr)])
         up = np.stack([upsample(x, self.protocol.hr_size) for x in lr])
         batch = Batch(ids=list(sids), lr=to_tensor(lr, self.device), upsampled=to_tensor(up, self.device),
                       scale=scale, hr_size=self.protocol.hr_size, priors=self._test_priors(method, hr, lr, up))
@@ -537,6 +545,7 @@ class Runner:
                      failures: list[dict[str, Any]], notes_out: list[str], dname: str) -> list[dict[str, Any]]:
         sids = [g[0] for g in good]
         hr = np.stack([g[1] for g in good])
+        given = [g[2].pop("_lr", None) for g in good]
         sr = np.zeros_like(hr)
         notes = [""] * len(sids)
         errors = [""] * len(sids)
@@ -552,13 +561,13 @@ class Runner:
             todo.append(i)
         if todo:
             try:
-                out, n = self._infer(method, [sids[i] for i in todo], hr[todo], scale)
+                out, n = self._infer(method, [sids[i] for i in todo], hr[todo], scale, [given[i] for i in todo])
                 for j, i in enumerate(todo):
                     sr[i], notes[i] = out[j], n[j]
             except Exception:  # noqa: BLE001 - isolate the failing image(s) one by one
                 for i in todo:
                     try:
-                        out, n = self._infer(method, [sids[i]], hr[i:i + 1], scale)
+                        out, n = self._infer(method, [sids[i]], hr[i:i + 1], scale, [given[i]])
                         sr[i], notes[i] = out[0], n[0]
                     except Exception as exc:  # noqa: BLE001
                         errors[i] = f"method: {type(exc).__name__}: {exc}"
