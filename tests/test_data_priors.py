@@ -211,7 +211,7 @@ def test_dataset_priors_are_cached_and_reused(tmp_path):
     imgs = [np.full((128, 128, 3), v, np.uint8) for v in (50, 0, 200)]
     ds = _Tiny(imgs)
     m68, m478 = _CountingModel(68, 2), _CountingModel(478, 3)
-    pri = P.DatasetPriors(ds, root=tmp_path, models={"dlib68": m68, "mediapipe478": m478})
+    pri = P.DatasetPriors(ds, root=tmp_path, models={"dlib68": m68, "mediapipe478": m478, "mediapipe478_lr": m478})
     lm = pri.get("landmarks68")
     assert m68.calls == 3 and lm.ok.tolist() == [True, False, True]
     assert lm.reasons[1] == "no face (black image)" and np.isnan(lm.values[1]).all()
@@ -223,7 +223,7 @@ def test_dataset_priors_are_cached_and_reused(tmp_path):
     assert pri.computed == ["landmarks68", "parsing", "landmarks478_hr", "landmarks478_lr-x8"]
     calls = (m68.calls, m478.calls)
 
-    again = P.DatasetPriors(ds, root=tmp_path, models={"dlib68": m68, "mediapipe478": m478})
+    again = P.DatasetPriors(ds, root=tmp_path, models={"dlib68": m68, "mediapipe478": m478, "mediapipe478_lr": m478})
     for name in ("landmarks68", "parsing", "landmarks478_hr"):
         np.testing.assert_array_equal(again.get(name).values, pri.get(name).values)
     np.testing.assert_array_equal(again.get("landmarks478_lr", scale=8).values, lr.values)
@@ -234,7 +234,7 @@ def test_dataset_priors_are_cached_and_reused(tmp_path):
     with pytest.raises(ValueError, match="needs the scale"):
         again.get("landmarks478_lr")
 
-    other = P.DatasetPriors(_Tiny(imgs[:2]), root=tmp_path, models={"dlib68": m68, "mediapipe478": m478})
+    other = P.DatasetPriors(_Tiny(imgs[:2]), root=tmp_path, models={"dlib68": m68, "mediapipe478": m478, "mediapipe478_lr": m478})
     other.get("landmarks68")
     assert other.computed == ["landmarks68"]  # different dataset fingerprint -> its own cache
 

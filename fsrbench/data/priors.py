@@ -282,7 +282,12 @@ class DatasetPriors:
     # -- models -----------------------------------------------------------------------------------
     def _model(self, key: str) -> Any:
         if key not in self.models:
-            self.models[key] = get_au_model() if key == "au" else get_landmark_model(key)
+            if key == "au":
+                self.models[key] = get_au_model()
+            elif key == "mediapipe478_lr":
+                self.models[key] = self.models.get("mediapipe478_lr") or lr_landmark_model()
+            else:
+                self.models[key] = get_landmark_model(key)
         return self.models[key]
 
     # -- storage ----------------------------------------------------------------------------------
@@ -344,8 +349,10 @@ class DatasetPriors:
     def _source(self, name: str) -> str:
         if name == "landmarks68":
             return self._lm68_source_id()
-        if name in ("landmarks478_hr", "landmarks478_lr"):
+        if name == "landmarks478_hr":
             return str(self._model("mediapipe478").id)
+        if name == "landmarks478_lr":  # LR-only rule, shared with the test-time prior
+            return f"{self._model('mediapipe478_lr').id}-lr{LR_LANDMARK_SIZE}-conf{LR_DETECTION_CONFIDENCE}"
         if name in ("parsing", "skin"):
             opts = ",".join(f"{k}={v}" for k, v in sorted(self.parsing_options.items()))
             return f"from-{self._lm68_source_id()}-{hashlib.sha256(opts.encode()).hexdigest()[:8]}"
@@ -428,9 +435,9 @@ class DatasetPriors:
         return PriorArray(ids, vals, ok, reasons, source)
 
     def _landmarks478_lr(self, ids: list[str], source: str, scale: int) -> PriorArray:
-        from fsrbench.imageio import make_lr, upsample
+        from fsrbench.imageio import make_lr
 
-        model = self._model("mediapipe478")
+        model = self._model("mediapipe478_lr")
         vals = np.full((len(ids), 478, 3), np.nan, dtype=np.float32)
         ok = np.zeros(len(ids), dtype=bool)
         reasons = [""] * len(ids)
@@ -438,13 +445,70 @@ class DatasetPriors:
             if isinstance(s, Exception):
                 reasons[n] = str(s)
                 continue
-            hr_res = model.detect(s.hr)
-            up = upsample(make_lr(s.hr, scale), s.hr.shape[0])
-            r = model.fit(up, hr_res.box) if hr_res.ok and hr_res.box is not None else model.detect(up)
-            if not r.ok or r.points is None:
-                reasons[n] = r.reason or "no landmarks"
+            pts, why = landmarks478_from_lr(make_lr(s.hr, scale), model, s.hr.shape[0])
+            if pts is None:
+                reasons[n] = why
                 continue
-            pts = np.asarray(r.points, dtype=np.float32)
-            vals[n, :, : pts.shape[1]] = pts[:, :3]
+            vals[n] = pts
             ok[n] = True
         return PriorArray(ids, vals, ok, reasons, source)
+
+
+# ------------------------------------------------------------------------------------------------
+# LR landmarks: the same function for training priors and for the test-time prior (no HR information)
+# ------------------------------------------------------------------------------------------------
+LR_LANDMARK_SIZE = 256  # METHODS.md §7.5 [CHOICE]: MediaPipe on the bicubic-upsampled LR at 256x256
+LR_DETECTION_CONFIDENCE = 0.1  # METHODS.md §7.5 [CHOICE]
+
+
+def lr_landmark_model() -> Any:
+    """MediaPipe Face Mesh configured for LR inputs (detector threshold 0.1)."""
+    from fsrbench.analysis import get_landmarks
+
+    return get_landmarks("mediapipe478", min_detection_confidence=LR_DETECTION_CONFIDENCE)
+
+
+def landmarks478_from_lr(lr: np.ndarray, model: Any = None, hr_size: int = 128) -> tuple[np.ndarray | None, str]:
+    """478 MediaPipe points of an LR face, from the LR image alone (METHODS.md §7.5).
+
+    The LR image is PIL-bicubic upsampled to 256x256 and MediaPipe's detector path runs on it; points are
+    returned in pixels of the ``hr_size`` frame (x, y, z scaled alike) as float32 [478,3], or
+    ``(None, reason)`` when no face is found (AffectSRNet then uses its mean-shape fallback and flags it).
+    """
+    from fsrbench.imageio import pil_resize
+
+    model = model or lr_landmark_model()
+    res = model.detect(pil_resize(lr, LR_LANDMARK_SIZE))
+    if not res.ok or res.points is None:
+        return None, res.reason or "no landmarks"
+    return (np.asarray(res.points, dtype=np.float64) * (hr_size / LR_LANDMARK_SIZE)).astype(np.float32), ""
+
+
+def test_prior(name: str, *, hr: np.ndarray, lr: np.ndarray, upsampled: np.ndarray, cache: Any = None,
+               device: Any = "cpu") -> Any:
+    """Test-time priors the runner supplies to methods that declare them (``Method.priors``).
+
+    Only LR-derived priors exist at test time: ``landmarks478_lr`` -> float32 tensor [B,478,3] (NaN rows
+    where MediaPipe finds no face). Results are cached by LR content and model id.
+    """
+    import torch
+
+    from fsrbench.api import Unavailable
+    from fsrbench.engine.cache import Cache, image_key
+
+    if name != "landmarks478_lr":
+        raise Unavailable(f"no test-time provider for prior {name!r} (available: landmarks478_lr)")
+    model = lr_landmark_model()
+    cache = cache if cache is not None else Cache(None)
+    mid = f"{model.id}-lr{LR_LANDMARK_SIZE}-conf{LR_DETECTION_CONFIDENCE}"
+    hr_size = int(hr.shape[1]) if hr is not None else int(upsampled.shape[1])
+    out = np.full((len(lr), 478, 3), np.nan, dtype=np.float32)
+    for i, img in enumerate(lr):
+        key = Cache.make_key(image_key(img), {"hr_size": hr_size})
+        hit = cache.get(mid, key)
+        if hit is None:
+            pts, why = landmarks478_from_lr(img, model, hr_size)
+            hit = {"points": pts if pts is not None else np.full((478, 3), np.nan, np.float32), "reason": why}
+            cache.put(mid, key, hit)
+        out[i] = hit["points"]
+    return torch.from_numpy(out).to(device)
