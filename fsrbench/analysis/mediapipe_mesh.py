@@ -20,9 +20,11 @@ uint8 RGB [H, W, 3] (grayscale [H, W] is stacked to RGB). Requires ``mediapipe-n
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -91,6 +93,29 @@ def image_problem(image: np.ndarray, min_size: int = 8) -> str:
     if int(image.max()) - int(image.min()) < 2:
         return "blank image (no contrast)"
     return ""
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr(active: bool) -> Iterator[None]:
+    """Silence MediaPipe's C++ start-up warnings (absl logs straight to fd 2; no env var controls them).
+
+    Only used around a graph's first call, so nothing else of ours is written to stderr meanwhile.
+    """
+    if not active:
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class MediaPipeMesh:
@@ -184,7 +209,9 @@ class MediaPipeMesh:
             x_center=(box.x0 + box.x1) / 2 / w, y_center=(box.y0 + box.y1) / 2 / h,
             width=box.width / w, height=box.height / h, rotation=box.rotation)
         with self._lock:
-            out = self._roi_graph().process({"image": img, "roi": rect})
+            first = self._roi is None
+            with _quiet_native_stderr(first):
+                out = self._roi_graph().process({"image": img, "roi": rect})
         presence = getattr(out, _PRESENCE_STREAM)
         lm = out.face_landmarks
         pts = None if lm is None else self._to_pixels(lm, w, h)
@@ -202,7 +229,9 @@ class MediaPipeMesh:
             return LandmarkResult.failed(problem)
         h, w = img.shape[:2]
         with self._lock:
-            res = self._face_mesh().process(img)
+            first = self._mesh is None
+            with _quiet_native_stderr(first):
+                res = self._face_mesh().process(img)
         if res.multi_face_landmarks:
             pts = self._to_pixels(res.multi_face_landmarks[0], w, h)
             return LandmarkResult(points=pts, box=landmarks_to_box(pts), extra={"source": "detector"})
