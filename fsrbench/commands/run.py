@@ -45,14 +45,44 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for bootstrap CIs (default 0)")
     p.add_argument("--no-save-sr", action="store_true", help="do not keep SR PNGs (they allow resuming without re-inference)")
     p.add_argument("--cache-dir", default=None, help="analysis cache (default $FSRBENCH_CACHE or ~/.cache/fsrbench)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="score with N processes (torchrun, gloo); same results as one process")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")
     p.set_defaults(func=main)
 
 
+def _relaunch_with_torchrun(workers: int) -> int:
+    """``--workers N``: run this same command under torchrun with N ranks (sharded evaluation)."""
+    import os
+    import subprocess
+
+    argv = sys.argv[1:]
+    cleaned, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--workers":
+            skip = True
+            continue
+        if a.startswith("--workers="):
+            continue
+        cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={workers}",
+           "-m", "fsrbench", *cleaned]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    return subprocess.call(cmd, env=env)
+
+
 def main(args: argparse.Namespace) -> int:
+    import os
+
     from fsrbench.engine.runner import RunSpec, run
     from fsrbench.leaderboard import leaderboard
+
+    if args.workers > 1 and "RANK" not in os.environ:
+        return _relaunch_with_torchrun(args.workers)
 
     metric_options: dict[str, Any] = {}
     if args.fer:
@@ -70,6 +100,8 @@ def main(args: argparse.Namespace) -> int:
         save_sr=not args.no_save_sr, limit=args.limit, seed=args.seed, metric_options=metric_options,
         dataset_options=dataset_options, cache_dir=args.cache_dir, progress=not args.no_progress)
     result = run(spec)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # rank 0 prints and writes everything
     if not args.no_leaderboard:
         md = leaderboard(result.out)
         (result.out / "leaderboard.md").write_text(md)

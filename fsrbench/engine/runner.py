@@ -40,6 +40,7 @@ import pandas as pd
 from fsrbench import registry as reg
 from fsrbench.api import Batch, CellContext, DataError, Dataset, Method, Metric, Unavailable
 from fsrbench.engine.cache import Cache
+from fsrbench.engine.dist import Group, local_rank
 from fsrbench.imageio import atomic_write_bytes, make_lr, read_image, tensor_to_uint8, to_tensor, upsample, write_png
 from fsrbench.protocols import Protocol, get_protocol
 
@@ -268,7 +269,17 @@ class Runner:
                 self.log(f"plugin {p}: {exc}")
         self.protocol: Protocol = get_protocol(spec.protocol)
         self.out = Path(spec.out or default_out(spec)).expanduser()
-        self.device = resolve_device(spec.device)
+        self.group = Group()
+        if not self.group.is_main:
+            self.log = lambda msg: None  # rank 0 speaks for the run
+        device = spec.device
+        if self.group.world > 1 and device in ("cuda", "auto"):
+            device = f"cuda:{local_rank()}" if device == "cuda" else device
+        self.device = resolve_device(device)
+        if self.group.world > 1 and self.device.type == "cuda":
+            import torch
+
+            torch.cuda.set_device(self.device)
         self.cache = Cache(spec.cache_dir) if spec.cache_dir else Cache()
         for s in spec.scales:
             self.protocol.lr_size(s)
@@ -327,13 +338,29 @@ class Runner:
 
     # -- main loop --------------------------------------------------------------------------------
     def run(self) -> RunResult:
-        check_writable(self.out)
-        with run_lock(self.out):
-            return self._run_locked()
+        g = self.group
+        with contextlib.ExitStack() as stack:
+            err = None
+            if g.is_main:
+                try:
+                    check_writable(self.out)
+                    stack.enter_context(run_lock(self.out))
+                except ValueError as exc:
+                    err = str(exc)
+            err = g.broadcast(err)
+            if err:
+                raise ValueError(err)
+            try:
+                return self._run_locked()
+            finally:
+                g.barrier()
 
     def _clean_stale(self) -> None:
         """Remove temporary files/dirs left by a killed run (we hold the lock: no one else writes)."""
-        for p in list(self.out.glob(".cell-*")) + list(self.out.rglob(".*.tmp")) + list(self.out.rglob(".tmp-*")):
+        if not self.group.is_main:
+            return
+        stale = list(self.out.glob(".cell-*")) + list(self.out.rglob(".*.tmp")) + list(self.out.rglob(".tmp-*"))
+        for p in stale + [self.out / ".shards"]:
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:
@@ -342,6 +369,7 @@ class Runner:
     def _run_locked(self) -> RunResult:
         t0 = time.time()
         self._clean_stale()
+        self.group.barrier()
         metrics = self._metrics()
         method_names = resolve_methods(self.spec.methods)
         datasets = []
@@ -358,6 +386,9 @@ class Runner:
                  f"results in {self.out}")
         for ds, scale, mname in plan:
             self._run_cell(ds, scale, mname, metrics)
+            self.group.barrier()
+        if not self.group.is_main:
+            return RunResult(self.out, pd.DataFrame(), {}, self.computed, self.cached, self.skipped, [])
         result = self._gather()
         self._write_run_json(metrics, method_names, datasets, started=t0, finished=time.time())
         return result
@@ -399,12 +430,24 @@ class Runner:
             except (OSError, ValueError):
                 pass
         srdir = self.sr_dir(dname, scale, mname)
-        if self.spec.force or not (srdir / "KEY").is_file() or (srdir / "KEY").read_text() != key:
-            shutil.rmtree(srdir, ignore_errors=True)
-        if self.spec.save_sr:
-            srdir.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(srdir / "KEY", key.encode())
-        table, failures, notes = self._score_cell(ds, ids, scale, mname, method, metrics, srdir)
+        if self.group.is_main:
+            if self.spec.force or not (srdir / "KEY").is_file() or (srdir / "KEY").read_text() != key:
+                shutil.rmtree(srdir, ignore_errors=True)
+            if self.spec.save_sr:
+                srdir.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(srdir / "KEY", key.encode())
+        self.group.barrier()
+        rows, failures, notes = self._score_cell(ds, ids, scale, mname, method, metrics, srdir)
+        if self.group.world > 1:
+            merged = self._exchange_shards(f"{slug(dname)}-x{scale}-{slug(mname)}", rows, failures, notes)
+            if merged is None:
+                return  # rank > 0: rank 0 writes the cell
+            rows, failures, notes = merged
+        order = {sid: i for i, sid in enumerate(ids)}
+        rows.sort(key=lambda r: order[r["image_id"]])
+        failures.sort(key=lambda f: order[f["image_id"]])
+        columns = [c for m in metrics for c in m.column_names()]
+        table = pd.DataFrame(rows, columns=ID_COLUMNS + STATUS_COLUMNS + columns)
         ctx = CellContext(dataset=dname, scale=scale, method=mname, protocol=self.protocol, device=self.device,
                           cache=self.cache, options=dict(self.spec.metric_options, seed=self.spec.seed))
         ok = table[table["status"] == "ok"]
@@ -447,8 +490,32 @@ class Runner:
                          if isinstance(v.get("value"), float))
         self.log(f"{mname} x{scale} on {dname}: {len(table) - len(failures)}/{len(table)} images; {head}")
 
+    def _exchange_shards(self, cell: str, rows: list[dict[str, Any]], failures: list[dict[str, Any]],
+                         notes: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]] | None:
+        """Every rank writes its rows; rank 0 reads them all back (exact floats via JSON repr)."""
+        d = self.out / ".shards" / cell
+        d.mkdir(parents=True, exist_ok=True)
+        payload = {"rows": rows, "failures": failures, "notes": notes}
+        atomic_write_bytes(d / f"rank-{self.group.rank}.json",
+                           json.dumps(payload, default=_jsonable, allow_nan=True).encode())
+        self.group.barrier()
+        if not self.group.is_main:
+            return None
+        all_rows: list[dict[str, Any]] = []
+        all_fail: list[dict[str, Any]] = []
+        all_notes: list[str] = []
+        for r in range(self.group.world):
+            part = json.loads((d / f"rank-{r}.json").read_text())
+            all_rows += part["rows"]
+            all_fail += part["failures"]
+            all_notes += part["notes"]
+        shutil.rmtree(d, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            d.parent.rmdir()  # .shards, once empty
+        return all_rows, all_fail, all_notes
+
     def _score_cell(self, ds: Dataset, ids: list[str], scale: int, mname: str, method: Method,
-                    metrics: list[Metric], srdir: Path) -> tuple[pd.DataFrame, list[dict[str, Any]], list[str]]:
+                    metrics: list[Metric], srdir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
         from tqdm.auto import tqdm
 
         dname = ds.display_name
@@ -459,8 +526,10 @@ class Runner:
         bar = tqdm(total=len(ids), desc=f"{dname} x{scale} {mname}", unit="img", leave=False,
                    disable=not self.spec.progress, file=sys.stderr)
         bs = max(1, int(self.spec.batch_size))
-        for start in range(0, len(ids), bs):
+        for b, start in enumerate(range(0, len(ids), bs)):
             chunk = ids[start:start + bs]
+            if b % self.group.world != self.group.rank:
+                continue  # another rank scores this batch (same batch composition as one process)
             good: list[tuple[str, np.ndarray, dict[str, Any]]] = []
             for sid in chunk:
                 try:
@@ -478,10 +547,7 @@ class Runner:
                     rows.append(row)
             bar.update(len(chunk))
         bar.close()
-        order = {sid: i for i, sid in enumerate(ids)}
-        rows.sort(key=lambda r: order[r["image_id"]])
-        table = pd.DataFrame(rows, columns=ID_COLUMNS + STATUS_COLUMNS + columns)
-        return table, failures, notes
+        return rows, failures, notes
 
     @staticmethod
     def _given_lr(ds: Dataset, sid: str, scale: int) -> np.ndarray | None:
@@ -640,11 +706,14 @@ class Runner:
 
     def _write_run_json(self, metrics: list[Metric], methods: list[str], datasets: list[Dataset],
                         started: float, finished: float | None) -> None:
+        if not self.group.is_main:
+            return
         doc = {
             "spec": asdict(self.spec),
             "resolved": {"methods": methods, "metrics": [m.name for m in metrics],
                          "metric_ids": {m.name: getattr(m, "model_id", None) for m in metrics},
-                         "datasets": [d.fingerprint() for d in datasets], "device": str(self.device)},
+                         "datasets": [d.fingerprint() for d in datasets], "device": str(self.device),
+                         "ranks": self.group.world},
             "protocol": dict(self.protocol.card(), definition=self.protocol.definition),
             "versions": package_versions(),
             "git_commit": git_commit(),
@@ -654,6 +723,16 @@ class Runner:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished)) if finished else None,
         }
         atomic_write_bytes(self.out / "run.json", json_bytes(doc))
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
 def default_out(spec: RunSpec) -> str:
