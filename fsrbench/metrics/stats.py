@@ -206,3 +206,26 @@ def paired_bootstrap_set(statistic: Callable[..., float], data_a: Sequence[np.nd
         out["ci_low"], out["ci_high"] = float(lo), float(hi)
         out["p_bootstrap"] = _bootstrap_p(boots)
     return out
+
+
+def align_tables(a: Any, b: Any, key: str = "image_id") -> tuple[Any, Any]:
+    """Rows of two per-image tables (pandas) for the images both contain, in the same order.
+
+    Tables without ``key`` are assumed to be aligned already (same length, same row order).
+    """
+    if key in getattr(a, "columns", ()) and key in getattr(b, "columns", ()):
+        ids = [i for i in a[key] if i in set(b[key])]
+        a2 = a.set_index(key).loc[ids].reset_index()
+        b2 = b.set_index(key).loc[ids].reset_index()
+        return a2, b2
+    if len(a) != len(b):
+        raise ValueError(f"tables without {key!r} must have the same rows ({len(a)} vs {len(b)})")
+    return a.reset_index(drop=True), b.reset_index(drop=True)
+
+
+def compare_means(table_a: Any, table_b: Any, columns: dict[str, str], n_boot: int = 2000,
+                  seed: int = DEFAULT_SEED) -> dict[str, Any]:
+    """:func:`paired_comparison` of per-image columns ``{summary_name: column}`` of two aligned tables."""
+    a, b = align_tables(table_a, table_b)
+    return {name: paired_comparison(a[col].to_numpy(dtype=float), b[col].to_numpy(dtype=float), n_boot, seed)
+            for name, col in columns.items() if col in a and col in b}

@@ -1,0 +1,348 @@
+"""Shared face analysis for the face-fidelity metrics (ECM, expression, AU F1, landmarks, identity).
+
+What lives here, so that each model runs once per image:
+
+* **Model instances** (one per process, shared with the rest of fsrbench through the getters of
+  :mod:`fsrbench.analysis`): :func:`get_fer_model`, :func:`get_mesh`, :func:`get_dlib68`,
+  :func:`get_identity_model`, :func:`get_au_estimator` (plugin registries ``fer``, ``landmarks``,
+  ``identity``, ``au``).
+* **HR analyses, cached on disk** with ``ctx.cache`` (:class:`fsrbench.engine.cache.Cache`), keyed by
+  ``image_key(hr)`` and the model id: the face box, landmarks, FER probabilities and identity descriptor of
+  an HR image are computed once, whichever method is being scored.  SR analyses are cached the same way
+  (keyed by the SR content *and* the HR box) only with metric option ``cache_sr=true``.
+* **Per-batch sharing** through ``ctx.memo`` (a fresh dict per batch in the runner): FER on the SR batch
+  runs once for ECM and expression, MediaPipe once for AU F1 and the 478-point NME, dlib once for
+  landmarks and identity.  Memo entries carry the batch's image keys and are only reused for the same images.
+* **Failures are data**: every function returns per-image ``ok`` flags and ``reason`` strings
+  ("hr: no face found ...", "sr: ..."); metrics turn them into NaN values plus a reason column.
+
+Face boxes (CONVENTIONS.md): the SR image is always analysed with the HR image's box, never with a fresh
+detection.  MediaPipe: HR box from ``MediaPipeMesh.detect`` (landmarks-to-ROI rule); the 478 points of
+*both* HR and SR come from ``MediaPipeMesh.fit(image, hr_box)`` (AU.md §1), so HR and SR go through the
+same pipeline and an identical SR gives identical landmarks.  dlib: HR box from ``Dlib68.detect`` (HOG);
+68 points and the identity descriptor of HR and SR are computed inside that box.
+FER models get no box (``boxes=None``: they use the whole face-centred crop with their own preprocessing)
+unless option ``fer_box`` = ``"mediapipe"`` passes the HR MediaPipe box for both HR and SR.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from fsrbench.analysis.base import FaceBox
+from fsrbench.api import CellContext, Unavailable
+from fsrbench.engine.cache import Cache, image_key
+
+_FALLBACK_CACHE = Cache(None)  # in-memory cache for contexts without one (tests, the Python API)
+AU_BUILTIN = {"geometric": "fsrbench.analysis.au_geometric:GeometricAU"}
+
+
+# ------------------------------------------------------------------------------------------------
+# models
+# ------------------------------------------------------------------------------------------------
+def _get(kind: str, name: str) -> Any:
+    """One instance per process, through :mod:`fsrbench.analysis`'s getters (shared with the rest of
+    fsrbench); an unknown or broken plugin becomes :class:`Unavailable` so the run skips the metric."""
+    import fsrbench.analysis as analysis
+    from fsrbench.registry import PluginLoadError, RegistryError, registry
+
+    getter = {"fer": analysis.get_fer, "landmarks": analysis.get_landmarks,
+              "identity": analysis.get_identity, "au": analysis.get_au}[kind]
+    if kind == "au" and name in AU_BUILTIN and name not in registry("au"):
+        registry("au").register(name, AU_BUILTIN[name], "fsrbench built-in (entry point not installed)")
+    try:
+        return getter(name)
+    except (PluginLoadError, RegistryError) as exc:
+        raise Unavailable(f"{kind} model {name!r} cannot be loaded: {exc}") from exc
+
+
+def get_fer_model(name: str = "mini-xception") -> Any:
+    """The FER plugin ``name`` (entry-point group ``fsrbench.fer``), one instance per process."""
+    return _get("fer", name)
+
+
+def get_mesh(name: str = "mediapipe478") -> Any:
+    return _get("landmarks", name)
+
+
+def get_dlib68(name: str = "dlib68") -> Any:
+    return _get("landmarks", name)
+
+
+def get_identity_model(name: str = "dlib") -> Any:
+    return _get("identity", name)
+
+
+def get_au_estimator(name: str = "geometric") -> Any:
+    return _get("au", name)
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def _cache(ctx: CellContext | None) -> Cache:
+    c = getattr(ctx, "cache", None) if ctx is not None else None
+    return c if c is not None else _FALLBACK_CACHE
+
+
+def batch_keys(images: np.ndarray) -> tuple[str, ...]:
+    return tuple(image_key(im) for im in images)
+
+
+def _memo(ctx: CellContext | None, name: str, keys: tuple[str, ...], compute: Callable[[], Any]) -> Any:
+    """Compute once per (batch, name): reuse ``ctx.memo[name]`` only if it was made for the same images."""
+    memo = getattr(ctx, "memo", None) if ctx is not None else None
+    if memo is None:
+        return compute()
+    hit = memo.get(name)
+    if hit is not None and hit[0] == keys:
+        return hit[1]
+    value = compute()
+    memo[name] = (keys, value)
+    return value
+
+
+def box_to_array(box: FaceBox | None) -> np.ndarray:
+    return np.array(box.as_tuple(), dtype=np.float64) if box is not None else np.full(5, np.nan)
+
+
+def array_to_box(a: np.ndarray) -> FaceBox | None:
+    a = np.asarray(a, dtype=np.float64)
+    if a.shape != (5,) or not np.all(np.isfinite(a)):
+        return None
+    return FaceBox(*map(float, a))
+
+
+def _cached_each(ctx: CellContext | None, model_id: str, keys: Sequence[str], extras: Sequence[Any],
+                 compute: Callable[[list[int]], list[dict[str, Any]]], side: str = "hr") -> list[dict[str, Any]]:
+    """Per-image cache lookup; ``compute(missing_indices)`` returns values for the misses (stored).
+
+    HR analyses always go through ``ctx.cache``; SR analyses only with option ``cache_sr`` (default off:
+    SR images differ per method, so caching them would mostly fill the disk).
+    """
+    opts = (getattr(ctx, "options", None) or {}) if ctx is not None else {}
+    use = side == "hr" or str(opts.get("cache_sr", "false")).lower() in ("1", "true", "yes")
+    cache = _cache(ctx) if use else Cache(None)
+    ck = [Cache.make_key(k, e) for k, e in zip(keys, extras)]
+    out: list[dict[str, Any] | None] = [cache.get(model_id, k) for k in ck]
+    miss = [i for i, v in enumerate(out) if v is None]
+    if miss:
+        for i, v in zip(miss, compute(miss)):
+            cache.put(model_id, ck[i], v)
+            out[i] = v
+    return out  # type: ignore[return-value]
+
+
+def _reason(v: dict[str, Any]) -> str:
+    return str(v.get("reason", "")) if not bool(v.get("ok", False)) else ""
+
+
+# ------------------------------------------------------------------------------------------------
+# MediaPipe 478 (HR box + fitted points on HR and SR)
+# ------------------------------------------------------------------------------------------------
+def mesh_hr(hr: np.ndarray, ctx: CellContext | None) -> dict[str, Any]:
+    """HR MediaPipe analysis of a batch: ``box`` [B,5], ``points`` [B,478,3] (fit with the HR box), ``ok``, ``reason``."""
+    keys = batch_keys(hr)
+
+    def run() -> dict[str, Any]:
+        mesh = get_mesh()
+        det = _cached_each(ctx, mesh.id + "/detect-box", keys, [None] * len(keys),
+                           lambda miss: [_detect_box(mesh, hr[i]) for i in miss])
+        boxes = [array_to_box(d["box"]) if bool(d["ok"]) else None for d in det]
+        fitted = _fit_points(ctx, mesh, hr, keys, boxes, 478, "hr")
+        ok = np.array([bool(d["ok"]) and f["ok"] for d, f in zip(det, fitted)], dtype=bool)
+        reason = [("hr: " + _reason(d)) if not bool(d["ok"]) else (("hr: " + f["reason"]) if not f["ok"] else "")
+                  for d, f in zip(det, fitted)]
+        return {"box": np.stack([box_to_array(b) for b in boxes]), "boxes": boxes,
+                "points": np.stack([f["points"] for f in fitted]), "ok": ok, "reason": reason}
+
+    return _memo(ctx, "mesh:hr", keys, run)
+
+
+def mesh_sr(sr: np.ndarray, hr: np.ndarray, ctx: CellContext | None) -> dict[str, Any]:
+    """SR MediaPipe points fitted in the HR box: ``points`` [B,478,3], ``ok``, ``reason`` (HR failures included)."""
+    keys = batch_keys(sr)
+    hr_res = mesh_hr(hr, ctx)
+
+    def run() -> dict[str, Any]:
+        mesh = get_mesh()
+        fitted = _fit_points(ctx, mesh, sr, keys, hr_res["boxes"], 478, "sr")
+        ok = hr_res["ok"] & np.array([f["ok"] for f in fitted], dtype=bool)
+        reason = [hr_res["reason"][i] or ("" if fitted[i]["ok"] else "sr: " + fitted[i]["reason"])
+                  for i in range(len(keys))]
+        return {"points": np.stack([f["points"] for f in fitted]), "ok": ok, "reason": reason}
+
+    return _memo(ctx, "mesh:sr:" + hashlib.sha256("".join(batch_keys(hr)).encode()).hexdigest()[:16], keys, run)
+
+
+def _detect_box(model: Any, image: np.ndarray) -> dict[str, Any]:
+    try:
+        res = model.detect(image)
+    except Exception as exc:  # noqa: BLE001 - analyser failure is a per-image failure
+        return {"ok": False, "reason": f"{type(exc).__name__}: {exc}", "box": np.full(5, np.nan)}
+    if not res.ok or res.box is None:
+        return {"ok": False, "reason": res.reason or "no face found", "box": np.full(5, np.nan)}
+    return {"ok": True, "reason": "", "box": box_to_array(res.box)}
+
+
+def _fit_points(ctx: CellContext | None, model: Any, images: np.ndarray, keys: Sequence[str],
+                boxes: Sequence[FaceBox | None], k: int, side: str) -> list[dict[str, Any]]:
+    """Fit ``model`` in the given boxes (cached by content + box); failures -> NaN points + reason."""
+    todo = [i for i, b in enumerate(boxes) if b is not None]
+    res: list[dict[str, Any]] = [{"ok": False, "reason": "no HR face box", "points": None} for _ in boxes]
+
+    def compute(miss: list[int]) -> list[dict[str, Any]]:
+        vals = []
+        for j in miss:
+            i = todo[j]
+            try:
+                r = model.fit(images[i], boxes[i])
+                if r.ok and r.points is not None:
+                    vals.append({"ok": True, "reason": "", "points": np.asarray(r.points, dtype=np.float64)})
+                else:
+                    vals.append({"ok": False, "reason": r.reason or "landmarks failed", "points": np.zeros((0,))})
+            except Exception as exc:  # noqa: BLE001
+                vals.append({"ok": False, "reason": f"{type(exc).__name__}: {exc}", "points": np.zeros((0,))})
+        return vals
+
+    got = _cached_each(ctx, model.id + "/fit", [keys[i] for i in todo],
+                       [list(np.round(box_to_array(boxes[i]), 6)) for i in todo], compute, side)
+    for i, v in zip(todo, got):
+        res[i] = {"ok": bool(v["ok"]), "reason": str(v.get("reason", "")), "points": v["points"]}
+    out = []
+    for r in res:
+        pts = r["points"]
+        dims = 3 if k == 478 else 2
+        if not r["ok"] or pts is None or np.asarray(pts).ndim != 2 or np.asarray(pts).shape[0] != k:
+            out.append({"ok": False, "reason": r["reason"] or f"expected {k} points",
+                        "points": np.full((k, dims), np.nan)})
+            continue
+        out.append({"ok": True, "reason": "", "points": np.asarray(pts, dtype=np.float64)[:, :dims]})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# dlib 68 + identity
+# ------------------------------------------------------------------------------------------------
+def dlib_hr(hr: np.ndarray, ctx: CellContext | None) -> dict[str, Any]:
+    """HR dlib analysis: HOG box, 68 points fitted in it: ``boxes``, ``points`` [B,68,2], ``ok``, ``reason``."""
+    keys = batch_keys(hr)
+
+    def run() -> dict[str, Any]:
+        model = get_dlib68()
+        det = _cached_each(ctx, model.id + "/detect-box", keys, [None] * len(keys),
+                           lambda miss: [_detect_box(model, hr[i]) for i in miss])
+        boxes = [array_to_box(d["box"]) if bool(d["ok"]) else None for d in det]
+        fitted = _fit_points(ctx, model, hr, keys, boxes, 68, "hr")
+        ok = np.array([bool(d["ok"]) and f["ok"] for d, f in zip(det, fitted)], dtype=bool)
+        reason = [("hr: " + _reason(d)) if not bool(d["ok"]) else (("hr: " + f["reason"]) if not f["ok"] else "")
+                  for d, f in zip(det, fitted)]
+        return {"boxes": boxes, "points": np.stack([f["points"] for f in fitted]), "ok": ok, "reason": reason}
+
+    return _memo(ctx, "dlib:hr", keys, run)
+
+
+def dlib_sr(sr: np.ndarray, hr: np.ndarray, ctx: CellContext | None) -> dict[str, Any]:
+    keys = batch_keys(sr)
+    hr_res = dlib_hr(hr, ctx)
+
+    def run() -> dict[str, Any]:
+        model = get_dlib68()
+        fitted = _fit_points(ctx, model, sr, keys, hr_res["boxes"], 68, "sr")
+        ok = hr_res["ok"] & np.array([f["ok"] for f in fitted], dtype=bool)
+        reason = [hr_res["reason"][i] or ("" if fitted[i]["ok"] else "sr: " + fitted[i]["reason"])
+                  for i in range(len(keys))]
+        return {"points": np.stack([f["points"] for f in fitted]), "ok": ok, "reason": reason}
+
+    return _memo(ctx, "dlib:sr:" + hashlib.sha256("".join(batch_keys(hr)).encode()).hexdigest()[:16], keys, run)
+
+
+def descriptors(images: np.ndarray, boxes: Sequence[FaceBox | None], ctx: CellContext | None,
+                side: str) -> dict[str, Any]:
+    """Identity descriptors [B,D] (NaN rows on failure) of ``images`` inside ``boxes`` (the HR dlib boxes)."""
+    keys = batch_keys(images)
+    model = get_identity_model()
+    todo = [i for i, b in enumerate(boxes) if b is not None]
+
+    def compute(miss: list[int]) -> list[dict[str, Any]]:
+        vals = []
+        for j in miss:
+            i = todo[j]
+            try:
+                d = model.embed(images[i], boxes[i])
+            except Exception as exc:  # noqa: BLE001
+                vals.append({"ok": False, "reason": f"{type(exc).__name__}: {exc}", "desc": np.zeros(0)})
+                continue
+            if d is None:
+                vals.append({"ok": False, "reason": "no descriptor", "desc": np.zeros(0)})
+            else:
+                vals.append({"ok": True, "reason": "", "desc": np.asarray(d, dtype=np.float64).ravel()})
+        return vals
+
+    def run() -> dict[str, Any]:
+        got = _cached_each(ctx, model.id + "/embed", [keys[i] for i in todo],
+                           [list(np.round(box_to_array(boxes[i]), 6)) for i in todo], compute, side)
+        dim = int(getattr(model, "dim", 128))
+        desc = np.full((len(keys), dim), np.nan)
+        ok = np.zeros(len(keys), dtype=bool)
+        reason = [f"{side}: no HR face box" for _ in keys]
+        for i, v in zip(todo, got):
+            if bool(v["ok"]) and np.asarray(v["desc"]).size == dim:
+                desc[i], ok[i], reason[i] = v["desc"], True, ""
+            else:
+                reason[i] = f"{side}: {v.get('reason', 'no descriptor')}"
+        return {"desc": desc, "ok": ok, "reason": reason}
+
+    boxes_key = hashlib.sha256(repr([box_to_array(b).round(6).tolist() for b in boxes]).encode()).hexdigest()[:16]
+    return _memo(ctx, f"identity:{side}:{boxes_key}", keys, run)
+
+
+# ------------------------------------------------------------------------------------------------
+# FER
+# ------------------------------------------------------------------------------------------------
+def _fer_boxes(images: np.ndarray, ctx: CellContext | None, hr: np.ndarray) -> list[FaceBox | None] | None:
+    mode = str((getattr(ctx, "options", None) or {}).get("fer_box", "none"))
+    if mode == "none":
+        return None
+    if mode == "mediapipe":
+        return list(mesh_hr(hr, ctx)["boxes"])
+    raise ValueError(f"option fer_box must be 'none' or 'mediapipe', got {mode!r}")
+
+
+def fer_probs(images: np.ndarray, ctx: CellContext | None, fer: Any, side: str,
+              hr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """FER softmax probabilities [B,C] of ``images`` (``side`` "hr" or "sr"), per-image ``ok`` and reasons.
+
+    Cached on disk by (image content, FER model id, box) and shared within the batch via ``ctx.memo``.
+    """
+    hr = images if hr is None else hr
+    keys = batch_keys(images)
+    c = len(fer.classes)
+
+    def run() -> tuple[np.ndarray, np.ndarray, list[str]]:
+        boxes = _fer_boxes(images, ctx, hr)
+        extras = [None] * len(keys) if boxes is None else [list(np.round(box_to_array(b), 6)) for b in boxes]
+
+        def compute(miss: list[int]) -> list[dict[str, Any]]:
+            try:
+                sub_boxes = None if boxes is None else [boxes[i] for i in miss]
+                p = np.asarray(fer.predict_proba(images[miss], sub_boxes), dtype=np.float64)
+                if p.shape != (len(miss), c):
+                    raise ValueError(f"FER returned shape {p.shape}, expected {(len(miss), c)}")
+                return [{"ok": bool(np.all(np.isfinite(row))), "reason": "" if np.all(np.isfinite(row))
+                         else "FER returned NaN", "p": row} for row in p]
+            except Exception as exc:  # noqa: BLE001 - isolate the failing image(s) one at a time
+                if len(miss) == 1:
+                    return [{"ok": False, "reason": f"{type(exc).__name__}: {exc}", "p": np.full(c, np.nan)}]
+                return [v for i in miss for v in compute([i])]
+
+        got = _cached_each(ctx, fer.id + "/proba", keys, extras, compute, side)
+        p = np.stack([np.asarray(v["p"], dtype=np.float64) for v in got])
+        ok = np.array([bool(v["ok"]) for v in got], dtype=bool)
+        reason = ["" if o else f"{side}: FER: {v.get('reason', '')}" for o, v in zip(ok, got)]
+        return p, ok, reason
+
+    hr_tag = "" if hr is images else ":" + hashlib.sha256("".join(batch_keys(hr)).encode()).hexdigest()[:16]
+    return _memo(ctx, f"fer:{fer.id}:{side}{hr_tag}", keys, run)

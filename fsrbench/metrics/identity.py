@@ -1,0 +1,89 @@
+"""Identity preservation: dlib 128-D face descriptors of SR vs HR (W-Net protocol, METHODS.md §11.6).
+
+Both descriptors are computed inside the **HR face box** (dlib HOG detection on HR). W-Net used AdaFace,
+which has no offline weights; dlib's ResNet descriptor is the offline stand-in, so values are not
+comparable with the paper's.  Per image:
+
+* ``id_cos`` — cosine similarity of the two descriptors (ideal 1, higher is better);
+* ``id_dist`` — Euclidean descriptor distance (dlib's same-person rule is < 0.6; ideal 0, lower is better).
+
+Summaries: ``identity_cos`` (mean, closed-form CI), ``identity_share_ge_0.5`` ... ``_0.9`` (share of images
+with cosine >= threshold, as in W-Net's figure; option ``thresholds``), ``identity_dist`` (mean) and
+``identity_same_person`` (share with distance < 0.6).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from fsrbench.api import CellContext, Metric
+from fsrbench.metrics.stats import compare_means, mean_ci
+
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+SAME_PERSON = 0.6
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of the last axes, as 1 - |a/|a| - b/|b||^2 / 2 (exactly 1 for identical vectors)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    na = np.linalg.norm(a, axis=-1, keepdims=True)
+    nb = np.linalg.norm(b, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = a / na - b / nb
+        out = 1.0 - 0.5 * (d ** 2).sum(-1)
+    return np.where((na[..., 0] > 0) & (nb[..., 0] > 0), out, np.nan)
+
+
+class IdentitySimilarity(Metric):
+    """Cosine similarity / distance of dlib identity descriptors, SR vs HR (HR box)."""
+
+    name: ClassVar[str] = "identity"
+    higher_is_better: ClassVar[bool] = True
+    ideal: ClassVar[float | None] = 1.0
+    unit: ClassVar[str] = "cosine"
+    description: ClassVar[str] = "cosine similarity of dlib 128-D descriptors of SR and HR (HR face box)"
+    columns: ClassVar[tuple[str, ...]] = ("id_cos", "id_dist", "id_reason")
+
+    def setup(self, device: Any = "cpu") -> None:
+        from fsrbench.metrics.face_common import get_dlib68, get_identity_model
+
+        get_dlib68()
+        get_identity_model()
+
+    def per_image(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext) -> dict[str, np.ndarray]:
+        from fsrbench.metrics.face_common import descriptors, dlib_hr
+
+        h = dlib_hr(hr, ctx)
+        boxes = [bx if ok else None for bx, ok in zip(h["boxes"], h["ok"])]
+        dh = descriptors(hr, boxes, ctx, "hr")
+        ds = descriptors(sr, boxes, ctx, "sr")
+        ok = h["ok"] & dh["ok"] & ds["ok"]
+        reason = [h["reason"][i] or dh["reason"][i] or ds["reason"][i] if not ok[i] else "" for i in range(len(hr))]
+        return {"id_cos": np.where(ok, cosine(ds["desc"], dh["desc"]), np.nan),
+                "id_dist": np.where(ok, np.linalg.norm(ds["desc"] - dh["desc"], axis=1), np.nan),
+                "id_reason": np.array(reason, dtype=object)}
+
+    def summarize(self, table: Any, ctx: CellContext) -> dict[str, Any]:
+        cos = table["id_cos"].to_numpy(dtype=float)
+        dist = table["id_dist"].to_numpy(dtype=float)
+        model = "dlib resnet 128-D (HR face box); not comparable with W-Net's AdaFace numbers"
+        out = {"identity_cos": dict(mean_ci(cos), model=model, higher_is_better=True, ideal=1.0,
+                                 primary=True)}
+        thresholds = tuple(float(t) for t in self.options.get("thresholds", THRESHOLDS))
+        with np.errstate(invalid="ignore"):
+            for t in thresholds:
+                share = np.where(np.isfinite(cos), (cos >= t).astype(float), np.nan)
+                out[f"identity_share_ge_{t:g}"] = dict(mean_ci(share), threshold=t, higher_is_better=True, ideal=1.0,
+                                                    primary=False)
+            same = np.where(np.isfinite(dist), (dist < SAME_PERSON).astype(float), np.nan)
+        out["identity_dist"] = dict(mean_ci(dist), model=model, higher_is_better=False, ideal=0.0,
+                                  primary=False)
+        out["identity_same_person"] = dict(mean_ci(same), threshold=SAME_PERSON, higher_is_better=True,
+                                        ideal=1.0, primary=False)
+        return out
+
+    def compare(self, table_a: Any, table_b: Any, ctx: CellContext | None = None) -> dict[str, Any]:
+        """Paired comparison (bootstrap CI of the mean difference + Wilcoxon) of cosine and distance."""
+        return compare_means(table_a, table_b, {"identity_cos": "id_cos", "identity_dist": "id_dist"})
