@@ -1,5 +1,5 @@
 # The README's two commands: `make demo` and `make test`. Both set up .venv first (scripts/setup.sh).
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench leaderboards clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,9 @@ test: setup
 
 test-fast: setup
 	.venv/bin/python -m pytest -q -m "not slow"
+
+leaderboards: setup
+	.venv/bin/python scripts/regenerate_leaderboards.py
 
 bench: setup
 	.venv/bin/python -m pytest -q benchmarks --benchmark-only

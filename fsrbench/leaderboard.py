@@ -1,26 +1,64 @@
-"""Leaderboards rendered from a results directory's ``metrics.json`` — never from memory.
+"""Leaderboards rendered from a results directory's ``metrics.json`` (+ ``per_image.csv``, ``profile.json``).
 
-One table per (dataset, scale): a row per method, a column per summary number with its direction arrow
-(↑ higher is better, ↓ lower is better), the value with its 95% CI half-width, the best value in bold,
-N and the failure count; methods that could not run are listed under the table with their reason.
+One board per (dataset, scale).  The main table has a row per method: mean rank across the headline
+metrics (HELM-style, each metric ranked in its own direction), every headline summary with its direction
+arrow (↑ higher is better, ↓ lower is better), value ± 95% CI half-width, the best value in **bold**, a ``†``
+where the method is significantly worse than the best (paired test on the same images, see
+:func:`significance`), the method's cost (parameters, GMACs at 128x128 output, latency, peak memory —
+from ``profile.json``, see :mod:`fsrbench.report.profile`), N and the failure count (last column).  A second
+table holds every other summary number; then the face-model ids, notes and the methods that could not run.
+
+Inputs: ``metrics.json`` (required), ``per_image.csv`` (for the significance marks; without it no marks),
+``profile.json`` (optional).  Formats: markdown (:func:`render_markdown`), CSV (:func:`render_csv`, one row
+per method x summary), LaTeX (:func:`render_latex`); :func:`render_compare_reported` puts the papers'
+published numbers (``leaderboards/reported``) beside the reproduced ones.
 """
 from __future__ import annotations
 
+import csv
+import io
 import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tabulate import tabulate
 
 from fsrbench.engine.runner import load_json
 
-PREFERRED = ["psnr", "ssim", "lpips", "ecm", "expression_agreement", "au_f1", "landmark_nme", "identity_cosine"]
+# [CHOICE] leaderboard.headline: the summaries of the main table and of the mean rank (one per metric
+# family, so five identity thresholds do not outweigh PSNR); every other summary goes to the second table.
+HEADLINE = ["psnr", "ssim", "lpips", "ecm", "expression_agreement", "au_f1", "landmark_nme", "landmark_ld",
+            "identity_cos"]
+PREFERRED = HEADLINE  # kept for callers of the first version
+# [CHOICE] leaderboard.reference_methods: rows shown but never best, ranked or tested (sanity references).
+REFERENCE_METHODS = {"hr-oracle"}
+# [CHOICE] leaderboard.alpha / n_boot / seed: two-sided 95% paired-bootstrap CI of the difference to the
+# best; "significantly worse" = the CI excludes 0.  No multiplicity correction (one test per cell).
+ALPHA = 0.05
+N_BOOT = 1000
+SEED = 0
+# per-image column behind a mean-type summary (the runner's per_image.csv)
+PER_IMAGE_COLUMN = {
+    "psnr": "psnr", "ssim": "ssim", "lpips": "lpips", "expression_agreement": "expr_agree",
+    "expression_acc_sr": "expr_correct_sr", "landmark_ld": "lm_ld", "landmark_mpe": "lm_mpe",
+    "landmark_nme": "lm_nme", "landmark_nme478": "lm_nme478", "identity_cos": "id_cos", "identity_dist": "id_dist",
+}
+MODEL_KEYS = ("fer_model", "au_estimator", "model", "landmarks", "landmark_model", "identity_model", "net",
+              "definition", "reference")
 
 
+# ------------------------------------------------------------------------------------------------
+# number formatting
+# ------------------------------------------------------------------------------------------------
 def _num(v: Any) -> float | None:
     if isinstance(v, str) and v in ("inf", "-inf", "nan"):
         return float(v)
-    return float(v) if isinstance(v, (int, float)) else None
+    if isinstance(v, bool):
+        return None
+    return float(v) if isinstance(v, (int, float, np.floating, np.integer)) else None
 
 
 def _fmt(v: Any, ref: float | None = None) -> str:
@@ -36,84 +74,625 @@ def _fmt(v: Any, ref: float | None = None) -> str:
     return f"{x:.2f}" if r > 1 else f"{x:.4f}"
 
 
-def _cell_text(s: dict[str, Any], bold: bool) -> str:
+def _fmt_count(v: Any) -> str:
+    x = _num(v)
+    if x is None or math.isnan(x):
+        return "–"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f} k"
+    return f"{int(x)}"
+
+
+def _fmt_plain(v: Any, digits: int) -> str:
+    x = _num(v)
+    if x is None or math.isnan(x):
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def _fmt_sig(v: Any, digits: int) -> str:
+    x = _num(v)
+    if x is None or math.isnan(x):
+        return "–"
+    return f"{x:.{digits}g}"
+
+
+def half_width(s: dict[str, Any]) -> float | None:
     v, lo, hi = _num(s.get("value")), _num(s.get("ci_low")), _num(s.get("ci_high"))
-    txt = _fmt(s.get("value"))
-    if v is not None and lo is not None and hi is not None and all(map(math.isfinite, (v, lo, hi))) and hi > lo:
-        txt += f" ± {_fmt((hi - lo) / 2, ref=v)}"
-    miss = s.get("n_missing", 0) or 0
-    if miss:
-        txt += f" ({miss} n/a)"
-    return f"**{txt}**" if bold else txt
+    if v is None or lo is None or hi is None or not all(map(math.isfinite, (v, lo, hi))) or hi <= lo:
+        return None
+    return (hi - lo) / 2
 
 
-def _order(keys: set[str]) -> list[str]:
-    first = [k for k in PREFERRED if k in keys]
-    return first + sorted(k for k in keys if k not in first)
+# ------------------------------------------------------------------------------------------------
+# the board model
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Board:
+    """One (dataset, scale) table in a renderer-neutral form."""
+
+    dataset: str
+    scale: int
+    n: int
+    methods: list[str]
+    headline: list[str]
+    extra: list[str]
+    cells: dict[tuple[str, str], dict[str, Any]]
+    direction: dict[str, bool]
+    best: dict[str, float]
+    sig: dict[tuple[str, str], dict[str, Any]]  # (method, key) -> paired comparison vs the best
+    ranks: dict[str, float]
+    cost: dict[str, dict[str, Any]]
+    n_images: dict[str, int]
+    n_failed: dict[str, int]
+    notes: list[str]
+    skipped: list[dict[str, Any]]
+    models: dict[str, list[str]] = field(default_factory=dict)
+    not_comparable: list[str] = field(default_factory=list)
+
+    def is_best(self, method: str, key: str) -> bool:
+        s = self.cells.get((method, key))
+        if s is None or method in REFERENCE_METHODS or key not in self.best:
+            return False
+        v = _num(s.get("value"))
+        return v is not None and v == self.best[key]
+
+    def worse(self, method: str, key: str) -> bool:
+        return bool(self.sig.get((method, key), {}).get("significant"))
 
 
-def render_markdown(metrics_doc: dict[str, Any], title: str | None = None) -> str:
+def _finite_values(rows: list[dict[str, Any]], key: str) -> list[tuple[str, float]]:
+    out = []
+    for c in rows:
+        if c["method"] in REFERENCE_METHODS:
+            continue
+        s = c.get("metrics", {}).get(key)
+        v = _num(s.get("value")) if s else None
+        if v is not None and math.isfinite(v):
+            out.append((c["method"], v))
+    return out
+
+
+def mean_ranks(values: dict[str, list[tuple[str, float]]], direction: dict[str, bool]) -> dict[str, float]:
+    """HELM-style mean rank: per metric, rank the methods (1 = best in that metric's direction, ties share
+    the average rank); a method's score is the mean of its ranks over the metrics it has a value for.
+    Metrics with fewer than two methods are left out."""
+    from scipy.stats import rankdata
+
+    acc: dict[str, list[float]] = {}
+    for key, vals in values.items():
+        if len(vals) < 2:
+            continue
+        x = np.array([v for _, v in vals])
+        r = rankdata(-x if direction.get(key, True) else x, method="average")
+        for (m, _), rk in zip(vals, r):
+            acc.setdefault(m, []).append(float(rk))
+    return {m: float(np.mean(v)) for m, v in acc.items()}
+
+
+def _cell_table(per_image: Any, dataset: str, scale: int, method: str) -> Any:
+    t = per_image[(per_image["dataset"] == dataset) & (per_image["scale"] == scale) & (per_image["method"] == method)]
+    if "status" in t:
+        t = t[t["status"] == "ok"]
+    return t.set_index("image_id")
+
+
+def _set_statistic(key: str, a: Any, b: Any) -> tuple[Any, Any, Any] | None:
+    """(statistic, data_a, data_b) for set-level summaries (ECM, AU F1) on images both methods have."""
+    if key == "ecm":
+        from fsrbench.metrics.ecm import _ecm_value, prob_columns
+
+        hr = [c for c in prob_columns("hr") if c in a and a[c].notna().any()]
+        sr = [c for c in prob_columns("sr") if c in a and a[c].notna().any()]
+        if not hr or len(hr) != len(sr):
+            return None
+        ok = a[hr + sr].notna().all(axis=1) & b[hr + sr].notna().all(axis=1)
+        da = (a.loc[ok, hr].to_numpy(float), a.loc[ok, sr].to_numpy(float))
+        db = (b.loc[ok, hr].to_numpy(float), b.loc[ok, sr].to_numpy(float))
+        return _ecm_value, da, db
+    if key in ("au_f1", "au_f1_all"):
+        try:
+            from fsrbench.metrics.au import AUS, SUBSET, macro_f1
+        except ImportError:
+            return None
+        ref = [f"au_ref_{x}" for x in AUS]
+        pred = [f"au_sr_{x}" for x in AUS]
+        if not all(c in a for c in ref + pred):
+            return None
+        ok = a[ref + pred].notna().all(axis=1) & b[ref + pred].notna().all(axis=1)
+        sub = [AUS.index(x) for x in SUBSET] if key == "au_f1" else list(range(len(AUS)))
+
+        def stat(r: np.ndarray, p: np.ndarray) -> float:
+            return float(macro_f1(r[:, sub] > 0.5, p[:, sub] > 0.5))
+
+        return (stat, (a.loc[ok, ref].to_numpy(float), a.loc[ok, pred].to_numpy(float)),
+                (b.loc[ok, ref].to_numpy(float), b.loc[ok, pred].to_numpy(float)))
+    return None
+
+
+def ecm_bootstrap(p_hr: np.ndarray, p_sr: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """ECM of every bootstrap resample at once (rows of ``idx`` [n_boot, N]); same value as
+    ``fsrbench.metrics.ecm._ecm_value(p_hr[i], p_sr[i])`` for each row ``i`` of ``idx``.
+
+    A resample's density histogram is (multiplicity matrix W [n_boot, N]) @ (one-hot bin membership
+    [N, C*bins]) / (N * bin width); L_conf is W @ |H(hr) - H(sr)| / N.  Bins follow numpy.histogram on
+    [0, 1] (left-closed, the last bin also holds 1.0)."""
+    from fsrbench.metrics.ecm import ECM_ALPHA, ECM_BINS, LCONF_FLOOR, entropy
+
+    n, c = p_hr.shape
+    edges = np.linspace(0.0, 1.0, ECM_BINS + 1)
+
+    def onehot(p: np.ndarray) -> np.ndarray:
+        b = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, ECM_BINS - 1)
+        out = np.zeros((n, c, ECM_BINS))
+        np.put_along_axis(out, b[:, :, None], 1.0, axis=2)
+        return out.reshape(n, c * ECM_BINS)
+
+    w = np.zeros((idx.shape[0], n))
+    rows = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
+    np.add.at(w, (rows, idx.ravel()), 1.0)
+    width = 1.0 / ECM_BINS
+    h = (w @ (onehot(p_hr) - onehot(p_sr))) / (n * width)
+    l_h = (h ** 2).sum(axis=1)
+    l_conf = w @ np.abs(entropy(p_hr) - entropy(p_sr)) / n
+    return ECM_ALPHA * l_h + np.log(np.maximum(l_conf, LCONF_FLOOR))
+
+
+def _ecm_paired(da: tuple[np.ndarray, np.ndarray], db: tuple[np.ndarray, np.ndarray], n_boot: int, seed: int,
+                alpha: float) -> dict[str, Any]:
+    """Paired bootstrap of ECM(A) - ECM(B) with the resamples of fsrbench.metrics.stats (same seed -> same
+    numbers as ``stats.paired_bootstrap_set(_ecm_value, ...)``), vectorised."""
+    from fsrbench.metrics import stats
+    from fsrbench.metrics.ecm import _ecm_value
+
+    n = da[0].shape[0]
+    va, vb = (_ecm_value(*da), _ecm_value(*db)) if n else (float("nan"), float("nan"))
+    out: dict[str, Any] = {"effect": va - vb, "ci_low": float("nan"), "ci_high": float("nan"),
+                           "p_bootstrap": float("nan"), "n": n, "n_boot": n_boot, "seed": seed,
+                           "value_a": va, "value_b": vb, "ci_method": "paired percentile bootstrap"}
+    if n < 2:
+        return out
+    idx = stats.resample_indices(n, n_boot, seed)
+    boots = ecm_bootstrap(*da, idx) - ecm_bootstrap(*db, idx)
+    ok = np.isfinite(boots)
+    if ok.any():
+        lo, hi = np.quantile(boots[ok], [alpha / 2, 1 - alpha / 2])
+        out["ci_low"], out["ci_high"] = float(lo), float(hi)
+        out["p_bootstrap"] = stats._bootstrap_p(boots)
+    return out
+
+
+def significance(per_image: Any, dataset: str, scale: int, key: str, method: str, best: str,
+                 n_boot: int = N_BOOT, seed: int = SEED, alpha: float = ALPHA) -> dict[str, Any] | None:
+    """Paired comparison of ``method`` against ``best`` for summary ``key`` on the images both scored.
+
+    Mean-type summaries use :func:`fsrbench.metrics.stats.paired_comparison` on the per-image column;
+    ECM and AU F1 use :func:`fsrbench.metrics.stats.paired_bootstrap_set` with the metric's set statistic.
+    ``significant`` is True when the (1-alpha) paired-bootstrap CI of method - best excludes 0.
+    Returns None when the per-image data for ``key`` is not available."""
+    from fsrbench.metrics import stats
+
+    a = _cell_table(per_image, dataset, scale, method)
+    b = _cell_table(per_image, dataset, scale, best)
+    common = a.index.intersection(b.index)
+    a, b = a.loc[common], b.loc[common]
+    col = PER_IMAGE_COLUMN.get(key, key if key in per_image.columns else None)
+    if col is not None and col in a:
+        res = stats.paired_comparison(a[col].to_numpy(float), b[col].to_numpy(float), n_boot=n_boot, seed=seed,
+                                      confidence=1 - alpha)
+        res["test"] = "paired bootstrap of the mean difference"
+    else:
+        spec = _set_statistic(key, a, b)
+        if spec is None:
+            return None
+        stat, da, db = spec
+        if key == "ecm":
+            res = _ecm_paired(da, db, n_boot, seed, alpha)
+        else:
+            res = stats.paired_bootstrap_set(stat, da, db, n_boot=n_boot, seed=seed, confidence=1 - alpha)
+        res["test"] = "paired bootstrap of the set statistic"
+    lo, hi = _num(res.get("ci_low")), _num(res.get("ci_high"))
+    res["significant"] = bool(lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
+                              and (lo > 0 or hi < 0))
+    res["versus"] = best
+    return res
+
+
+def _models(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, set[str]] = {}
+    for c in rows:
+        for key, s in c.get("metrics", {}).items():
+            fam = str(s.get("metric", key))
+            for k in MODEL_KEYS:
+                v = s.get(k)
+                if isinstance(v, str) and v:
+                    out.setdefault(fam, set()).add(f"{k}: {v}")
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def _params(c: dict[str, Any]) -> Any:
+    info = c.get("method_info") or {}
+    for k in ("params", "parameters"):
+        if isinstance(info.get(k), (int, float)) and not isinstance(info.get(k), bool):
+            return info[k]
+    return None
+
+
+def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: dict[str, Any] | None = None,
+                 headline: list[str] | None = None, n_boot: int = N_BOOT, seed: int = SEED,
+                 alpha: float = ALPHA) -> list[Board]:
+    headline = list(headline or HEADLINE)
     cells = metrics_doc.get("cells", [])
     skipped = metrics_doc.get("skipped", [])
-    proto = metrics_doc.get("protocol", {})
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for c in cells:
         groups.setdefault((c["dataset"], int(c["scale"])), []).append(c)
     for s in skipped:
         groups.setdefault((s["dataset"], int(s["scale"])), [])
-    lines = [f"# {title or 'fsrbench leaderboard'}", "",
-             f"Protocol `{proto.get('id', '?')}` v{proto.get('version', '?')} (sha256 `{str(proto.get('sha256', ''))[:12]}`). "
-             "Values: mean ± 95% CI half-width; ↑ higher is better, ↓ lower is better; best in bold. "
-             "Generated by `fsrbench leaderboard` from metrics.json — do not edit by hand.", ""]
+    prof: dict[tuple[str, int], dict[str, Any]] = {}
+    for e in (profile or {}).get("entries", []):
+        prof[(e["method"], int(e["scale"]))] = e
+    boards = []
     for (dataset, scale) in sorted(groups):
         rows = sorted(groups[(dataset, scale)], key=lambda c: c["method"])
-        n = max((c.get("n_images", 0) for c in rows), default=0)
-        lines += [f"## {dataset} — x{scale} (N = {n})", ""]
-        keys = _order({k for c in rows for k in c.get("metrics", {})})
-        if rows:
-            best: dict[str, float] = {}
-            for k in keys:
-                vals = [(c["metrics"][k].get("value"), c["metrics"][k].get("higher_is_better", True))
-                        for c in rows if k in c["metrics"] and c["method"] != "hr-oracle"]
-                vals = [(float(v), h) for v, h in vals if isinstance(v, (int, float)) and not math.isnan(float(v))]
-                if len(vals) >= 2:
-                    hib = vals[0][1]
-                    best[k] = max(v for v, _ in vals) if hib else min(v for v, _ in vals)
-            header = ["method"]
-            for k in keys:
-                hib = next((c["metrics"][k].get("higher_is_better", True) for c in rows if k in c["metrics"]), True)
-                header.append(f"{k} {'↑' if hib else '↓'}")
-            header += ["N", "failed"]
-            table = []
-            for c in rows:
-                r = [c["method"]]
-                for k in keys:
-                    s = c["metrics"].get(k)
-                    if s is None:
-                        r.append("–")
+        keys = {k for c in rows for k in c.get("metrics", {})}
+        head = [k for k in headline if k in keys]
+        extra = sorted(k for k in keys if k not in head)
+        direction: dict[str, bool] = {}
+        for k in keys:
+            direction[k] = bool(next((c["metrics"][k].get("higher_is_better", True) for c in rows
+                                      if k in c.get("metrics", {})), True))
+        best: dict[str, float] = {}
+        best_method: dict[str, str] = {}
+        for k in keys:
+            vals = _finite_values(rows, k)
+            if len(vals) >= 2:
+                pick = (max if direction[k] else min)(vals, key=lambda t: t[1])
+                best[k], best_method[k] = pick[1], pick[0]
+        sig: dict[tuple[str, str], dict[str, Any]] = {}
+        if per_image is not None and len(per_image):
+            for k in head:
+                if k not in best_method:
+                    continue
+                for c in rows:
+                    m = c["method"]
+                    if m in REFERENCE_METHODS or m == best_method[k] or k not in c.get("metrics", {}):
                         continue
-                    v = s.get("value")
-                    is_best = (k in best and isinstance(v, (int, float)) and c["method"] != "hr-oracle"
-                               and float(v) == best[k])
-                    r.append(_cell_text(s, is_best))
-                r += [str(c.get("n_images", "")), str(c.get("n_failed", 0))]
-                table.append(r)
-            lines.append(tabulate(table, headers=header, tablefmt="github", disable_numparse=True))
-            lines.append("")
-            notes = sorted({f"{c['method']}: {nt}" for c in rows for nt in c.get("notes", [])})
-            if notes:
-                lines += ["Notes:", *[f"- {nt}" for nt in notes], ""]
-        sk = [s for s in skipped if s["dataset"] == dataset and int(s["scale"]) == scale]
-        if sk:
-            lines += ["Not evaluated:", *[f"- {s['method']}: {s['reason']}" for s in sorted(sk, key=lambda s: s["method"])], ""]
+                    res = significance(per_image, dataset, scale, k, m, best_method[k], n_boot, seed, alpha)
+                    if res is not None:
+                        sig[(m, k)] = res
+        ranks = mean_ranks({k: _finite_values(rows, k) for k in head}, direction)
+        cost: dict[str, dict[str, Any]] = {}
+        for c in rows:
+            e = dict(prof.get((c["method"], scale), {}))
+            if e.get("params") is None:
+                e["params"] = _params(c)
+            cost[c["method"]] = e
+        notes = sorted({f"{c['method']}: {nt}" for c in rows for nt in c.get("notes", [])})
+        nc = sorted({str(s.get("metric", k)) for c in rows for k, s in c.get("metrics", {}).items()
+                     if s.get("comparable_with_paper") is False})
+        boards.append(Board(
+            dataset=dataset, scale=scale, n=max((int(c.get("n_images", 0)) for c in rows), default=0),
+            methods=[c["method"] for c in rows], headline=head, extra=extra,
+            cells={(c["method"], k): s for c in rows for k, s in c.get("metrics", {}).items()},
+            direction=direction, best=best, sig=sig, ranks=ranks, cost=cost,
+            n_images={c["method"]: int(c.get("n_images", 0)) for c in rows},
+            n_failed={c["method"]: int(c.get("n_failed", 0)) for c in rows}, notes=notes,
+            skipped=sorted([s for s in skipped if s["dataset"] == dataset and int(s["scale"]) == scale],
+                           key=lambda s: s["method"]),
+            models=_models(rows), not_comparable=nc))
+    return boards
+
+
+# ------------------------------------------------------------------------------------------------
+# renderers
+# ------------------------------------------------------------------------------------------------
+def cell_text(board: Board, method: str, key: str, markup: str = "md") -> str:
+    s = board.cells.get((method, key))
+    if s is None:
+        return "–"
+    v = _num(s.get("value"))
+    txt = _fmt(s.get("value"))
+    hw = half_width(s)
+    if hw is not None:
+        txt += (" $\\pm$ " if markup == "latex" else " ± ") + _fmt(hw, ref=v)
+    miss = s.get("n_missing", 0) or 0
+    if miss:
+        txt += f" ({miss} n/a)"
+    if board.worse(method, key):
+        txt += "$^\\dagger$" if markup == "latex" else " †"
+    if board.is_best(method, key):
+        if markup == "latex":
+            return f"\\textbf{{{txt}}}"
+        return f"**{txt}**" if markup in ("md", "html") else txt
+    return txt
+
+
+def _arrow(board: Board, key: str, markup: str = "md") -> str:
+    up = board.direction.get(key, True)
+    if markup == "latex":
+        return "$\\uparrow$" if up else "$\\downarrow$"
+    return "↑" if up else "↓"
+
+
+def _has_cost(board: Board, name: str) -> bool:
+    return any(board.cost.get(m, {}).get(name) is not None for m in board.methods)
+
+
+COST_COLUMNS = [("params", "params", _fmt_count), ("gmacs", "GMACs@128²", lambda v: _fmt_plain(v, 3)),
+                ("latency_ms", "latency ms", lambda v: _fmt_sig(v, 3)),
+                ("peak_mem_mb", "peak mem MB", lambda v: _fmt_plain(v, 1))]
+
+
+def main_table(board: Board, markup: str = "md") -> tuple[list[str], list[list[str]]]:
+    header = ["method"]
+    if board.ranks:
+        header.append("mean rank ↓" if markup != "latex" else "rank $\\downarrow$")
+    header += [f"{k} {_arrow(board, k, markup)}" for k in board.headline]
+    costs = [(n, label, f) for n, label, f in COST_COLUMNS if _has_cost(board, n)]
+    header += [label for _, label, _ in costs]
+    header += ["N", "failed"]
+    rows = []
+    for m in board.methods:
+        r = [m]
+        if board.ranks:
+            r.append(_fmt_plain(board.ranks.get(m), 2))
+        r += [cell_text(board, m, k, markup) for k in board.headline]
+        r += [f(board.cost.get(m, {}).get(n)) for n, _, f in costs]
+        r += [str(board.n_images.get(m, "")), str(board.n_failed.get(m, 0))]
+        rows.append(r)
+    return header, rows
+
+
+def extra_table(board: Board, markup: str = "md") -> tuple[list[str], list[list[str]]]:
+    header = ["method"] + [f"{k} {_arrow(board, k, markup)}" for k in board.extra]
+    rows = [[m] + [cell_text(board, m, k, markup) for k in board.extra] for m in board.methods]
+    return header, rows
+
+
+def _preamble(metrics_doc: dict[str, Any], title: str | None, profile: dict[str, Any] | None) -> list[str]:
+    proto = metrics_doc.get("protocol", {})
+    lines = [f"# {title or 'fsrbench leaderboard'}", "",
+             f"Protocol `{proto.get('id', '?')}` v{proto.get('version', '?')} (sha256 `{str(proto.get('sha256', ''))[:12]}`). "
+             "Values: mean ± 95% CI half-width; ↑ higher is better, ↓ lower is better; best in bold (reference rows "
+             f"such as hr-oracle excluded); † = significantly worse than the best (paired bootstrap on the same "
+             f"images, {int((1 - ALPHA) * 100)}% CI of the difference excludes 0). Mean rank: average over the "
+             "headline metrics of the method's rank (1 = best). "
+             "Generated by `fsrbench leaderboard` from metrics.json — do not edit by hand.", ""]
+    if profile:
+        lines += [f"Cost: parameters; GMACs of one forward pass at 128×128 output (Conv/ConvTranspose/Linear "
+                  f"multiply-accumulates); latency and peak memory on {profile.get('device', '?')} "
+                  f"(batch {profile.get('batch_size', 1)}, {profile.get('warmup', '?')} warm-up + "
+                  f"{profile.get('repeats', '?')} timed runs, median) — from profile.json, not deterministic.", ""]
+    return lines
+
+
+def render_boards_markdown(boards: list[Board], metrics_doc: dict[str, Any], title: str | None = None,
+                           profile: dict[str, Any] | None = None) -> str:
+    lines = _preamble(metrics_doc, title, profile)
+    for b in boards:
+        lines += [f"## {b.dataset} — x{b.scale} (N = {b.n})", ""]
+        if b.methods:
+            h, rows = main_table(b)
+            lines += [tabulate(rows, headers=h, tablefmt="github", disable_numparse=True), ""]
+            if b.extra:
+                h, rows = extra_table(b)
+                lines += ["All other summaries:", "", tabulate(rows, headers=h, tablefmt="github", disable_numparse=True), ""]
+            if b.models:
+                lines += ["Face models:", *[f"- {fam}: " + "; ".join(v) for fam, v in b.models.items()], ""]
+            if b.not_comparable:
+                lines += [f"Not comparable with the papers' numbers (other analysis models): {', '.join(b.not_comparable)}.", ""]
+            if b.notes:
+                lines += ["Notes:", *[f"- {nt}" for nt in b.notes], ""]
+        if b.skipped:
+            lines += ["Not evaluated:", *[f"- {s['method']}: {s['reason']}" for s in b.skipped], ""]
     ms = metrics_doc.get("skipped_metrics", [])
     if ms:
         lines += ["Metrics not computed:", *[f"- {m['metric']}: {m['reason']}" for m in ms], ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def leaderboard(run_dir: str | Path, title: str | None = None) -> str:
-    path = Path(run_dir) / "metrics.json"
+def render_markdown(metrics_doc: dict[str, Any], title: str | None = None, per_image: Any = None,
+                    profile: dict[str, Any] | None = None) -> str:
+    boards = build_boards(metrics_doc, per_image, profile)
+    return render_boards_markdown(boards, metrics_doc, title, profile)
+
+
+def render_csv(boards: list[Board]) -> str:
+    """Long format: one row per (dataset, scale, method, summary) with CI, direction, best, significance, rank, cost."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["dataset", "scale", "method", "summary", "value", "ci_low", "ci_high", "n", "n_missing",
+                "higher_is_better", "headline", "best", "worse_than_best", "p_vs_best", "diff_vs_best", "mean_rank",
+                "params", "gmacs", "latency_ms", "peak_mem_mb", "n_images", "n_failed"])
+    for b in boards:
+        for m in b.methods:
+            cost = b.cost.get(m, {})
+            for k in b.headline + b.extra:
+                s = b.cells.get((m, k))
+                if s is None:
+                    continue
+                sg = b.sig.get((m, k), {})
+                w.writerow([b.dataset, b.scale, m, k, s.get("value"), s.get("ci_low"), s.get("ci_high"), s.get("n"),
+                            s.get("n_missing"), b.direction.get(k), k in b.headline, b.is_best(m, k),
+                            sg.get("significant", ""), sg.get("p_bootstrap", ""), sg.get("effect", ""),
+                            b.ranks.get(m, ""), cost.get("params", ""), cost.get("gmacs", ""),
+                            cost.get("latency_ms", ""), cost.get("peak_mem_mb", ""), b.n_images.get(m),
+                            b.n_failed.get(m)])
+    return buf.getvalue()
+
+
+def _latex_escape(s: str) -> str:
+    """Escape the text outside $...$ math segments and \\textbf{...} wrappers; map unicode symbols to math."""
+    sym = {"∞": "$\\infty$", "-∞": "$-\\infty$", "²": "$^2$", "↓": "$\\downarrow$", "↑": "$\\uparrow$", "–": "--",
+           "±": "$\\pm$", "†": "$^\\dagger$", "×": "$\\times$"}
+    parts = re.split(r"(\$[^$]*\$|\\textbf\{|\})", s)
+    out = []
+    for part in parts:
+        if part.startswith("$") or part in ("\\textbf{", "}"):
+            out.append(part)
+            continue
+        for a, b in (("\\", "\\textbackslash{}"), ("&", "\\&"), ("%", "\\%"), ("_", "\\_"), ("#", "\\#")):
+            part = part.replace(a, b)
+        for a in sorted(sym, key=len, reverse=True):
+            part = part.replace(a, sym[a])
+        out.append(part)
+    return "".join(out)
+
+
+def render_latex(boards: list[Board], metrics_doc: dict[str, Any]) -> str:
+    proto = metrics_doc.get("protocol", {})
+    out = [f"% generated by `fsrbench leaderboard --format latex` (protocol {proto.get('id', '?')}); needs booktabs"]
+    for b in boards:
+        if not b.methods:
+            continue
+        h, rows = main_table(b, markup="latex")
+        out += ["\\begin{table}[t]", "\\centering", "\\small",
+                f"\\caption{{{_latex_escape(b.dataset)} $\\times{b.scale}$ (N = {b.n}); mean $\\pm$ 95\\% CI half-width, "
+                "best in bold, $^\\dagger$ significantly worse than the best (paired bootstrap).}",
+                "\\begin{tabular}{l" + "r" * (len(h) - 1) + "}", "\\toprule",
+                " & ".join(_latex_escape(x) for x in h) + " \\\\", "\\midrule"]
+        for r in rows:
+            out.append(" & ".join(_latex_escape(x) for x in r) + " \\\\")
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# reported vs reproduced
+# ------------------------------------------------------------------------------------------------
+def _dataset_key(name: str) -> str:
+    return name.split(":", 1)[0].strip().lower()
+
+
+def render_compare_reported(boards: list[Board], metrics_doc: dict[str, Any], reported_dataset: str | None = None,
+                            include_ablations: bool = False, directory: Any = None,
+                            all_methods: bool = False) -> str:
+    """Markdown: for each board, the reproduced value of each summary beside every published value for the
+    same dataset (or ``reported_dataset``), scale and method, with the table's protocol notes and caveats."""
+    from fsrbench.reported import load_reported, load_tables_meta
+
+    values = load_reported(directory)
+    meta = load_tables_meta(directory)
+    proto = metrics_doc.get("protocol", {})
+    lines = ["## Reported vs reproduced", "",
+             f"Reproduced: this run, protocol `{proto.get('id', '?')}` (fsrbench's own splits, resizer and analysis "
+             "models). Reported: the papers' printed values (leaderboards/reported/*.yaml), each under its own "
+             "protocol (stated below). Values are comparable only as far as the protocols agree; ECM, AU and "
+             "identity use different analysis models and are never directly comparable. "
+             "PSNR/SSIM differences of ~0.1 dB/0.005 are within the spread between papers' own bicubic rows.", ""]
+    used_tables: set[str] = set()
+    for b in boards:
+        target = reported_dataset or _dataset_key(b.dataset)
+        vals = [v for v in values if v.dataset.lower() == target.lower() and v.scale == b.scale and v.summary
+                and (include_ablations or not meta[v.table_id]["ablation"])]
+        lines += [f"### {b.dataset} — x{b.scale}" + (f" vs published {vals[0].dataset}" if vals else ""), ""]
+        if not vals:
+            known = sorted({v.dataset for v in values if isinstance(v.scale, int)})
+            lines += [f"No published numbers for dataset {target!r} at x{b.scale} "
+                      f"(published: {', '.join(known)}; use --reported-dataset NAME to compare anyway).", ""]
+            continue
+        if reported_dataset and _dataset_key(b.dataset) != reported_dataset.lower():
+            lines += [f"**Different images:** reproduced on {b.dataset}, reported on {vals[0].dataset} — a calibration "
+                      "view, not a reproduction.", ""]
+        sources = sorted({v.table_id for v in vals}, key=lambda t: (meta[t]["paper"], t))
+        used_tables.update(sources)
+        src_label = {t: f"{meta[t]['paper']} {meta[t]['table']}" for t in sources}
+        metrics = [k for k in b.headline + b.extra if any(v.summary == k for v in vals)]
+        labels = sorted({(v.fsrbench_method or "", v.method) for v in vals}, key=lambda t: (t[0] == "", t[0], t[1]))
+        header = ["method", "summary", "reproduced"] + [src_label[t] for t in sources]
+        rows = []
+        marks: list[str] = []
+        for k in metrics:
+            arrow = "↑" if b.direction.get(k, True) else "↓"
+            done: set[str] = set()
+            for m in b.methods:
+                if m in REFERENCE_METHODS:
+                    continue
+                r = [m, f"{k} {arrow}", cell_text(b, m, k, "plain")]
+                for t in sources:
+                    hits = [v for v in vals if v.table_id == t and v.summary == k and v.fsrbench_method == m]
+                    r.append(_rep_text(hits, marks))
+                rows.append(r)
+                done.add(m)
+            for fm, label in labels:
+                if fm in done or (not fm and not all_methods):
+                    continue
+                hits_any = [v for v in vals if v.summary == k and v.method == label]
+                if not hits_any:
+                    continue
+                r = [f"{label}" + ("" if not fm else f" ({fm}, not in this run)"), f"{k} {arrow}", "–"]
+                for t in sources:
+                    r.append(_rep_text([v for v in hits_any if v.table_id == t], marks))
+                rows.append(r)
+        lines += [tabulate(rows, headers=header, tablefmt="github", disable_numparse=True), ""]
+        if marks:
+            lines += ["Caveats:", *[f"- [{i + 1}] {c}" for i, c in enumerate(marks)], ""]
+    if used_tables:
+        lines += ["Protocols of the published tables:"]
+        for t in sorted(used_tables):
+            m = meta[t]
+            lines.append(f"- {m['paper']} {m['table']} ({m['caption']}; {m['source_file']}): {m['protocol']}"
+                         + "".join(f" Caveat: {c}" for c in m["caveats"]))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _rep_text(hits: list[Any], marks: list[str]) -> str:
+    if not hits:
+        return "–"
+    parts = []
+    for v in hits:
+        t = v.text if v.value is not None else "–"
+        if v.value is not None and v.unit == "%":
+            t += "%"  # the paper's percent; fsrbench reports fractions
+        if len(hits) > 1 and v.method:
+            t = f"{t} ({v.method})"
+        for c in v.caveats:
+            if c not in marks:
+                marks.append(c)
+            t += f" [{marks.index(c) + 1}]"
+        parts.append(t)
+    return "; ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------
+# entry points
+# ------------------------------------------------------------------------------------------------
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Any, dict[str, Any] | None]:
+    """(metrics_doc, per_image DataFrame or None, profile or None) of a results directory."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `fsrbench run --out {run_dir}` first")
-    return render_markdown(load_json(path), title)
+    doc = load_json(path)
+    per_image = None
+    pi = run_dir / "per_image.csv"
+    if not pi.is_file() and (run_dir / "per_image.csv.gz").is_file():
+        pi = run_dir / "per_image.csv.gz"  # stored results (leaderboards/results) keep a trimmed, gzipped copy
+    if pi.is_file():
+        per_image = pd.read_csv(pi, keep_default_na=False, na_values=["nan", "NaN", ""], low_memory=False,
+                                dtype={"image_id": str, "error": str, "note": str, "status": str, "dataset": str,
+                                       "method": str})
+    profile = load_json(run_dir / "profile.json") if (run_dir / "profile.json").is_file() else None
+    return doc, per_image, profile
+
+
+def leaderboard(run_dir: str | Path, title: str | None = None, fmt: str = "md", compare_reported: bool = False,
+                reported_dataset: str | None = None, significance_tests: bool = True) -> str:
+    doc, per_image, profile = load_run(run_dir)
+    boards = build_boards(doc, per_image if significance_tests else None, profile)
+    if fmt == "csv":
+        return render_csv(boards)
+    if fmt == "latex":
+        return render_latex(boards, doc)
+    if fmt != "md":
+        raise ValueError(f"unknown leaderboard format {fmt!r} (md | csv | latex)")
+    md = render_boards_markdown(boards, doc, title, profile)
+    if compare_reported or reported_dataset:
+        md = md.rstrip() + "\n\n" + render_compare_reported(boards, doc, reported_dataset).rstrip() + "\n"
+    return md
