@@ -1,0 +1,76 @@
+"""``fsrbench train METHOD --scale S --dataset SPEC ...`` — the CLI of the training engine.
+
+Single process: ``fsrbench train srcnn --scale 8 --dataset folder:/data/faces --preset smoke``.
+Several GPUs/processes: ``torchrun --nproc_per_node N -m fsrbench train ...`` (DDP; NCCL on GPU, gloo on CPU).
+See docs/training.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a method (single process, or DDP under torchrun)",
+        description="Train a trainable method with the shared engine. Config = engine defaults < the method's "
+                    "YAML preset < --config FILE < --set key=value. Checkpoints go to --out "
+                    "(default ./checkpoints/METHOD-xSCALE), where `fsrbench run` finds them.")
+    p.add_argument("method", help="registered method name (see `fsrbench list methods`)")
+    p.add_argument("--scale", type=int, required=True, help="upscaling factor (4 or 8)")
+    p.add_argument("--dataset", required=True, help="training dataset spec, e.g. folder:/path/to/faces or celeba")
+    p.add_argument("--val-dataset", default=None,
+                   help="validation dataset spec (default: `val_holdout` images held out of --dataset)")
+    p.add_argument("--config", default=None, help="YAML file of config overrides")
+    p.add_argument("--preset", default="default", help="preset of the method's YAML: default (paper recipe) or smoke")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (repeatable); value parsed as YAML")
+    p.add_argument("--device", default="auto", help="cuda | cpu | cuda:N (default: cuda when available)")
+    p.add_argument("--amp", default=None, choices=["none", "bf16", "fp16"], help="autocast precision (overrides config)")
+    p.add_argument("--out", default=None, help="run directory (default: ./checkpoints/METHOD-xSCALE)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py:Name",
+                   help="load a method plugin first (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    from fsrbench.registry import instantiate, load_plugin, methods
+    from fsrbench.train.config import config_hash, dump_yaml, resolve_config
+    from fsrbench.train.loop import TrainingDiverged, train
+
+    for spec in args.plugin:
+        load_plugin(spec, "methods")
+    method = instantiate(methods.get(args.method))
+    if not getattr(method, "trainable", False) or not hasattr(method, "build_model"):
+        raise ValueError(f"method {args.method!r} is not trainable (it has no build_model/training_loss)")
+    sets = list(args.sets)
+    if args.amp:
+        sets.append(f"amp={args.amp}")
+    if args.val_dataset:
+        sets.append(f"val_dataset={args.val_dataset}")
+    cfg = resolve_config(method, args.preset, args.config, sets)
+    if args.print_config:
+        print(dump_yaml(cfg), end="")
+        print(f"# config sha256: {config_hash(cfg)}")
+        return 0
+    try:
+        res = train(method, args.scale, args.dataset, config=cfg, device=args.device, out=args.out,
+                    resume=args.resume, progress=not args.no_progress, argv=["fsrbench", *sys.argv[1:]])
+    except TrainingDiverged as exc:
+        print(f"fsrbench train: stopped: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("fsrbench train: interrupted; continue from the last checkpoint with the same command plus --resume",
+              file=sys.stderr)
+        return 130
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        best = f"; best {res.best.get('metric')}={res.best.get('value'):.4f} at step {res.best.get('step')}" \
+            if res.best else ""
+        print(f"fsrbench train: {args.method} x{args.scale}: {res.step} steps done; checkpoints in {res.run_dir}{best}")
+    return 0

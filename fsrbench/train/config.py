@@ -1,0 +1,248 @@
+"""Training configuration: engine defaults + the method's YAML preset + ``--config`` file + ``--set`` overrides.
+
+A method's ``config_file`` (path relative to its module) is a YAML mapping of presets::
+
+    default:            # the paper's recipe (METHODS.md), every [CHOICE] a key
+      lr: 1.0e-4
+      batch_size: 16
+      steps: 150000
+    smoke:              # merged on top of ``default``: a CPU-minutes run
+      batch_size: 4
+      steps: 20
+
+Keys are flat (``lr``, ``batch_size``, ``lr_milestones`` ...); a method may also use nested mappings for its
+own options (``--set affectsr.hist=fer`` navigates into ``affectsr: {hist: ...}``).  The engine's own keys
+and their defaults are :data:`ENGINE_DEFAULTS` (documented in docs/training.md).  Resolution order, later
+wins: ENGINE_DEFAULTS < method ``default`` < method preset (e.g. ``smoke``) < ``--config FILE`` < ``--set``.
+Files are read with ``yaml.safe_load``.  The resolved config's identity is :func:`config_hash` (SHA-256 of
+its canonical JSON), stored in every checkpoint card.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import importlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+#: The engine's keys and their defaults.  A method's YAML may override any of them.
+ENGINE_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    # -- length and batch ----------------------------------------------------------------------------
+    "batch_size": 16,  # global batch (divided by the number of DDP processes)
+    "steps": None,  # optimiser steps; when null, `epochs` decides
+    "epochs": None,  # passes over the training ids (drop_last); used when steps is null
+    "num_workers": 2,  # DataLoader workers per process
+    # -- optimiser / schedule (flat keys, shared with baselines/common.py) ---------------------------
+    "optimizer": "adam",  # adam | adamw | rmsprop | sgd
+    "lr": 1.0e-4,
+    "betas": [0.9, 0.999],
+    "eps": 1.0e-8,
+    "weight_decay": 0.0,
+    "alpha": 0.99,  # RMSprop smoothing
+    "momentum": 0.0,  # SGD / RMSprop momentum
+    "lr_schedule": "multistep",  # multistep (constant when no milestones) | cosine | constant
+    "lr_milestones": [],  # steps at which lr *= lr_gamma
+    "lr_gamma": 0.5,
+    "lr_min": 0.0,  # cosine: final lr
+    "grad_clip": None,  # max global grad norm (null = off)
+    "amp": "none",  # none | bf16 | fp16 (fp16 uses a GradScaler); --amp overrides
+    # -- data ----------------------------------------------------------------------------------------
+    "hr_size": 128,
+    "flip": True,  # random horizontal flip (landmark priors mirrored with their index permutation)
+    "val_dataset": None,  # dataset spec of the validation set (else: held out from the training set)
+    "val_holdout": 100,  # images held out of the training set for validation when val_dataset is null
+    "val_images": 100,  # at most this many validation images are scored
+    "val_every": 5000,  # steps between validations (0 = only at the end)
+    "val_metrics": ["psnr", "ssim"],  # benchmark metrics (registry names) computed on validation
+    "best_metric": "psnr",  # the validation metric that selects best.safetensors
+    "val_batch_size": 16,
+    "protocol": "dic-v1",  # evaluation protocol for validation metrics (and recorded in the cards)
+    # -- checkpoints / logging -----------------------------------------------------------------------
+    "ckpt_every": 5000,  # steps between checkpoints (a final one is always written)
+    "keep_last": 3,  # step checkpoints kept (best.* is separate and always kept)
+    "log_every": 50,  # steps between CSV/TensorBoard loss rows
+    "tensorboard": True,
+    # -- distributed ---------------------------------------------------------------------------------
+    "find_unused_parameters": False,  # DistributedDataParallel option
+}
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the file/key and the fix."""
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive merge: mappings merge, everything else (lists included) is replaced."""
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def read_yaml(path: str | Path) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {p} does not exist")
+    try:
+        with p.open(encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
+
+
+def method_config_path(method: Any) -> Path | None:
+    """Absolute path of ``method.config_file`` (relative to the module defining the method class)."""
+    cls = method if isinstance(method, type) else type(method)
+    rel = getattr(cls, "config_file", "") or ""
+    if not rel:
+        return None
+    p = Path(rel)
+    if p.is_absolute():
+        return p
+    module = importlib.import_module(cls.__module__)
+    return Path(module.__file__).resolve().parent / p  # type: ignore[arg-type]
+
+
+def method_presets(method: Any) -> dict[str, dict[str, Any]]:
+    """The presets of a method's YAML (``{}`` when it has none)."""
+    path = method_config_path(method)
+    if path is None:
+        return {}
+    data = read_yaml(path)
+    if not isinstance(data, Mapping) or "default" not in data or not isinstance(data["default"], Mapping):
+        raise ConfigError(f"{path}: a method config must be a mapping with a `default` preset mapping")
+    for k, v in data.items():
+        if not isinstance(v, Mapping):
+            raise ConfigError(f"{path}: preset {k!r} must be a mapping")
+    return {str(k): dict(v) for k, v in data.items()}
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``key=value`` with the value parsed as YAML (``lr=1e-4`` -> float, ``lr_milestones=[10,20]``)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    key, _, raw = item.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from exc
+    return key, value
+
+
+def _all_keys(cfg: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in cfg.items():
+        keys.append(prefix + str(k))
+        if isinstance(v, Mapping):
+            keys += _all_keys(v, prefix + str(k) + ".")
+    return keys
+
+
+def apply_set(cfg: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` (flat, or dotted into nested mappings); unknown keys are an error with suggestions."""
+    if key in cfg:
+        cfg[key] = value
+        return
+    parts = key.split(".")
+    node: Any = cfg
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            known = _all_keys(cfg)
+            close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"--set {key}: unknown config key.{hint} (see the method's YAML and docs/training.md)")
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def _normalize_numbers(obj: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; turn such strings into floats."""
+    if isinstance(obj, dict):
+        return {k: _normalize_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_normalize_numbers(v) for v in obj]
+    if isinstance(obj, str):
+        try:
+            if any(c in obj.lower() for c in "e.") and obj.strip().lower() not in ("nan", "inf", "-inf"):
+                return float(obj)
+        except ValueError:
+            return obj
+    return obj
+
+
+def resolve_config(method: Any, preset: str = "default", config_file: str | Path | None = None,
+                   sets: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The resolved training config of ``method`` (see the module docstring for the order)."""
+    presets = method_presets(method)
+    cfg = copy.deepcopy(ENGINE_DEFAULTS)
+    if presets:
+        cfg = deep_merge(cfg, presets["default"])
+        if preset != "default":
+            if preset not in presets:
+                raise ConfigError(f"{method_config_path(method)}: no preset {preset!r} (have {sorted(presets)})")
+            cfg = deep_merge(cfg, presets[preset])
+    elif preset not in ("default", None):
+        raise ConfigError(f"method {getattr(method, 'name', method)!r} has no config file, so no preset {preset!r}")
+    if config_file:
+        extra = read_yaml(config_file)
+        if extra is None:
+            extra = {}
+        if not isinstance(extra, Mapping):
+            raise ConfigError(f"{config_file}: --config must be a YAML mapping of overrides")
+        unknown = [k for k in extra if k not in cfg]
+        if unknown:
+            raise ConfigError(f"{config_file}: unknown config key(s) {unknown}; known keys: {sorted(cfg)}")
+        cfg = deep_merge(cfg, extra)
+    for item in sets:
+        k, v = parse_set(item)
+        apply_set(cfg, k, v)
+    cfg = _normalize_numbers(cfg)
+    validate(cfg)
+    return cfg
+
+
+#: keys other code bases use for engine settings -> the engine's name
+RENAMED = {"iterations": "steps", "hflip": "flip", "max_steps": "steps", "num_epochs": "epochs"}
+
+
+def validate(cfg: Mapping[str, Any]) -> None:
+    misnamed = [f"`{k}` -> `{v}`" for k, v in RENAMED.items() if k in cfg]
+    if misnamed:
+        raise ConfigError(f"config uses key(s) the engine does not read: {', '.join(misnamed)}; rename them in the "
+                          "method's YAML (engine keys: docs/training.md)")
+    if cfg.get("steps") is None and cfg.get("epochs") is None:
+        raise ConfigError("config sets neither `steps` nor `epochs`; set one (e.g. --set steps=1000)")
+    if cfg.get("amp") not in ("none", "bf16", "fp16", None):
+        raise ConfigError(f"amp={cfg.get('amp')!r}: use none, bf16 or fp16")
+    if cfg.get("lr_schedule") not in ("multistep", "cosine", "constant"):
+        raise ConfigError(f"lr_schedule={cfg.get('lr_schedule')!r}: use multistep, cosine or constant")
+    if int(cfg.get("batch_size") or 0) < 1:
+        raise ConfigError("batch_size must be >= 1")
+    if int(cfg.get("keep_last", 1)) < 1:
+        raise ConfigError("keep_last must be >= 1")
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a resolved config."""
+    return hashlib.sha256(canonical_json(cfg).encode()).hexdigest()
+
+
+def dump_yaml(cfg: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(json.loads(canonical_json(cfg)), sort_keys=True, default_flow_style=None)
