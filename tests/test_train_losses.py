@@ -139,3 +139,17 @@ def test_vgg_perceptual_and_style():
     assert y.grad is not None and float(y.grad.abs().sum()) > 0
     assert not any(p.requires_grad for p in feats.net.parameters())
     assert list(feats.state_dict()) == []  # the frozen VGG is never saved with a model that holds the loss
+
+
+def test_style_reduction_mean_is_sum_over_gram_entries():
+    import torch
+
+    from fsrbench.train.losses import gram, style_from_features
+
+    g = torch.Generator().manual_seed(0)
+    a = [torch.rand(2, 4, 5, 5, generator=g), torch.rand(2, 6, 3, 3, generator=g)]
+    b = [torch.rand(2, 4, 5, 5, generator=g), torch.rand(2, 6, 3, 3, generator=g)]
+    by_hand_sum = sum(((gram(x) - gram(y)) ** 2).sum(dim=(1, 2)).mean() for x, y in zip(a, b))
+    by_hand_mean = sum(((gram(x) - gram(y)) ** 2).sum(dim=(1, 2)).mean() / x.shape[1] ** 2 for x, y in zip(a, b))
+    assert torch.allclose(style_from_features(a, b, "sum"), by_hand_sum)
+    assert torch.allclose(style_from_features(a, b, "mean"), by_hand_mean)

