@@ -232,7 +232,16 @@ class TrainableMethod(Method):
 
     plus ``config_file``: a YAML file next to the module holding the paper's recipe under ``default`` and
     a CPU-sized ``smoke`` preset (every [CHOICE] of METHODS.md is a key there). ``train_priors`` lists
-    the priors the engine must put into ``TrainBatch.priors``.
+    the priors the engine must put into ``TrainBatch.priors``; for each prior ``p`` the engine also adds a
+    boolean mask ``p + "_ok"`` [B] (False where the prior could not be computed for that image).
+
+    ``training_loss`` receives the model as the engine runs it — possibly wrapped in
+    DistributedDataParallel — and must call ``model(...)`` (not ``model.module``) so gradients are
+    synchronised. Two optional hooks are called when a subclass defines them:
+
+    * ``configure_optimizers(model, config, total_steps) -> (optimizer, scheduler | None)`` or ``None``
+      to use the engine's optimiser/schedule from the config;
+    * ``on_train_start(model, config, ctx)`` once before the first step (e.g. to load initial weights).
     """
 
     trainable: ClassVar[bool] = True
