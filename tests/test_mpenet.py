@@ -20,13 +20,7 @@ from fsrbench_baselines.mpenet.method import MPEGANMethod, MPENetMethod, ensure_
 SMALL = {"features": 8, "groups": 2, "align_channels": 16, "align_depth": 3}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CPU runners are shared: one intra-op thread is faster than oversubscribed cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the CPU runners are shared
 
 
 def _count(m: torch.nn.Module) -> int:

@@ -17,13 +17,7 @@ from fsrbench_baselines.ufvnet.model import UFVNet
 from fsrbench_baselines.ufvnet.regressor import gt_weights, soft_cross_entropy
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CPU runners are shared: one intra-op thread is faster than oversubscribed cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the CPU runners are shared
 
 
 def _count(m: torch.nn.Module) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_vgg16
 import torch
 from PIL import Image
 
@@ -30,21 +31,9 @@ def ca(c: int, r: int = 16) -> int:
     return conv(c, c // r, 1) + conv(c // r, c, 1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _vgg_or_skip() -> None:
-    from fsrbench.analysis.carriers import locate
-
-    try:
-        locate("vgg16")
-    except Unavailable as exc:
-        pytest.skip(f"VGG-16 carrier missing: {exc}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -181,7 +170,7 @@ def test_each_loss_term_has_finite_gradients(term):
     m = WNetMethod(**TINY)
     cfg = {**m.load_config("default"), **{k: 0.0 for k in TERMS}}
     if term == "perceptual":
-        _vgg_or_skip()
+        require_vgg16()
         cfg.update(key_weight=1.0, perceptual_weight=1.0)
     else:
         cfg.update({term: 1.0, "perceptual_weight": 0.0})
@@ -209,7 +198,7 @@ def test_missing_parsing_prior_is_a_clear_error():
 
 
 def test_one_optimizer_step_lowers_the_loss():
-    _vgg_or_skip()
+    require_vgg16()
     m = WNetMethod(**TINY)
     cfg = m.load_config("smoke")
     torch.manual_seed(0)

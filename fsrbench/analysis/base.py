@@ -14,6 +14,22 @@ from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 
+def as_rgb_u8(image: np.ndarray) -> np.ndarray:
+    """A uint8 image as contiguous RGB [H,W,3] (gray and 1-channel replicated, alpha dropped)."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {a.dtype}")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 4:
+        a = a[:, :, :3]
+    elif a.ndim == 3 and a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"expected an RGB image [H,W,3], got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
 @dataclass(frozen=True)
 class FaceBox:
     """Axis-aligned face box in pixels; ``rotation`` (radians) is used by MediaPipe's ROI graph."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fsrbench.analysis.base import FaceBox, LandmarkResult
+from fsrbench.analysis.base import FaceBox, LandmarkResult, as_rgb_u8
 from fsrbench.api import Unavailable
 
 DLIB_SAME_PERSON_THRESHOLD = 0.6  # dlib's documented Euclidean threshold for the 128-D descriptor
@@ -32,17 +32,6 @@ def _import_dlib() -> Any:
     return dlib
 
 
-def _as_rgb_u8(image: np.ndarray) -> np.ndarray:
-    a = np.asarray(image)
-    if a.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {a.dtype}")
-    if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    elif a.ndim == 3 and a.shape[2] == 4:
-        a = a[:, :, :3]
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise ValueError(f"expected an RGB image [H,W,3], got shape {a.shape}")
-    return np.ascontiguousarray(a)
 
 
 def _problem(img: np.ndarray, min_size: int) -> str:
@@ -102,7 +91,7 @@ class Dlib68:
 
     def detect(self, image: np.ndarray) -> LandmarkResult:
         try:
-            img = _as_rgb_u8(image)
+            img = as_rgb_u8(image)
         except ValueError as exc:
             return LandmarkResult.failed(str(exc))
         problem = _problem(img, self.min_size)
@@ -115,7 +104,7 @@ class Dlib68:
 
     def fit(self, image: np.ndarray, box: FaceBox) -> LandmarkResult:
         try:
-            img = _as_rgb_u8(image)
+            img = as_rgb_u8(image)
         except ValueError as exc:
             return LandmarkResult.failed(str(exc), box)
         problem = _problem(img, self.min_size)
@@ -158,7 +147,7 @@ class DlibIdentity:
     def detect_box(self, image: np.ndarray) -> FaceBox | None:
         """HOG face box of an (HR) image, or None."""
         try:
-            img = _as_rgb_u8(image)
+            img = as_rgb_u8(image)
         except ValueError:
             return None
         if _problem(img, self.min_size):
@@ -167,7 +156,7 @@ class DlibIdentity:
 
     def embed(self, image: np.ndarray, box: FaceBox) -> np.ndarray | None:
         try:
-            img = _as_rgb_u8(image)
+            img = as_rgb_u8(image)
         except ValueError:
             return None
         if _problem(img, self.min_size) or not _valid_box(box):

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from fsrbench.analysis.base import FaceBox, LandmarkResult
+from fsrbench.analysis.base import FaceBox, LandmarkResult, as_rgb_u8
 from fsrbench.api import Unavailable
 
 NUM_POINTS = 478
@@ -70,19 +70,6 @@ def landmarks_to_box(points: np.ndarray, scale: float = ROI_SCALE) -> FaceBox:
                    float(rotation))
 
 
-def _as_rgb_u8(image: np.ndarray) -> np.ndarray:
-    a = np.asarray(image)
-    if a.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {a.dtype}")
-    if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    elif a.ndim == 3 and a.shape[2] == 4:
-        a = a[:, :, :3]
-    elif a.ndim == 3 and a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise ValueError(f"expected an RGB image [H,W,3], got shape {a.shape}")
-    return np.ascontiguousarray(a)
 
 
 def image_problem(image: np.ndarray, min_size: int = 8) -> str:
@@ -221,7 +208,7 @@ class MediaPipeMesh:
     def detect(self, image: np.ndarray) -> LandmarkResult:
         """Detector path (HR images): 478 points + the HR face box from the landmarks-to-ROI rule."""
         try:
-            img = _as_rgb_u8(image)
+            img = as_rgb_u8(image)
         except ValueError as exc:
             return LandmarkResult.failed(str(exc))
         problem = image_problem(img, self.min_size)
@@ -247,7 +234,7 @@ class MediaPipeMesh:
     def fit(self, image: np.ndarray, box: FaceBox) -> LandmarkResult:
         """Detector-free landmarks inside ``box`` (deterministic; points even on degraded faces)."""
         try:
-            img = _as_rgb_u8(image)
+            img = as_rgb_u8(image)
         except ValueError as exc:
             return LandmarkResult.failed(str(exc), box)
         problem = image_problem(img, self.min_size)
