@@ -120,7 +120,7 @@ def to_tensor(batch: np.ndarray, device: Any = "cpu") -> Any:
     import torch
 
     a = batch[None] if batch.ndim == 3 else batch
-    t = torch.from_numpy(np.ascontiguousarray(a)).to(device=device)
+    t = torch.from_numpy(np.require(a, requirements=["C", "W"])).to(device=device)  # copies read-only views
     return t.permute(0, 3, 1, 2).float().div_(255.0)
 
 

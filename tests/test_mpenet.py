@@ -294,7 +294,7 @@ def test_training_loss_logs_and_one_step_lowers_loss():
     loss.backward()
     opt.step()
     loss2, _ = method.training_loss(model, batch, cfg)
-    assert float(loss2) < float(loss)
+    assert float(loss2.detach()) < float(loss.detach())
 
 
 def test_au_pretrain_stage_trains_only_the_au_branch():
