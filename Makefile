@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/fsrbench run --datasets demo --out runs/demo
+	.venv/bin/fsrbench run --datasets demo --methods all,hr-oracle --out runs/demo
 	@echo "leaderboard: runs/demo/leaderboard.md"
 
 test: setup
