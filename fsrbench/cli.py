@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+
+# OpenMP worker threads that spin while they wait collapse when the cores are shared with other work
+# (measured: LPIPS 6x slower with 2 spinning threads on a busy 2-core machine, docs/performance.md).
+# The CLI sets passive waiting before torch loads its OpenMP runtime; an explicit OMP_WAIT_POLICY wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import fsrbench.commands as _commands
 

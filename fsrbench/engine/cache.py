@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,18 @@ def _safe(s: str) -> str:
 class Cache:
     """A directory of ``<model id>/<hh>/<key>.npz`` entries. ``None`` directory = in-memory only."""
 
-    def __init__(self, root: str | Path | None | bool = True) -> None:
-        """``root=True`` (default): :func:`default_cache_dir`; ``None``/``False``: memory only."""
+    def __init__(self, root: str | Path | None | bool = True, mem_entries: int = 65536) -> None:
+        """``root=True`` (default): :func:`default_cache_dir`; ``None``/``False``: memory only.
+
+        ``mem_entries``: with a directory, at most this many entries are also kept in memory (least
+        recently used dropped first; they stay on disk), so a long run's memory stays bounded.  A
+        memory-only cache keeps everything (it has nowhere else to keep it).
+        """
         if root is True:
             root = default_cache_dir()
         self.root = Path(root) if root else None
-        self._mem: dict[tuple[str, str], dict[str, Any]] = {}
+        self.mem_entries = int(mem_entries)
+        self._mem: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -60,9 +67,19 @@ class Cache:
         return hashlib.sha256((img_key + json.dumps(extra, sort_keys=True, default=str)).encode()).hexdigest()
 
     def get(self, model_id: str, key: str) -> dict[str, Any] | None:
+        value = self.peek(model_id, key)
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+    def peek(self, model_id: str, key: str) -> dict[str, Any] | None:
+        """Like :meth:`get` but not counted in ``hits``/``misses`` (opportunistic reads, e.g. an SR image
+        that may be byte-identical to an analysed HR image)."""
         mem = self._mem.get((model_id, key))
         if mem is not None:
-            self.hits += 1
+            self._mem.move_to_end((model_id, key))
             return mem
         if self.root is not None:
             path = self._path(model_id, key)
@@ -71,16 +88,21 @@ class Cache:
                     value = {k: z[k] for k in z.files}
                 meta = json.loads(str(value.pop("__json__"))) if "__json__" in value else {}
                 value.update(meta)
-                self._mem[(model_id, key)] = value
-                self.hits += 1
+                self._remember((model_id, key), value)
                 return value
             except (OSError, ValueError, KeyError):
                 pass  # absent or corrupt entry: recompute
-        self.misses += 1
         return None
 
+    def _remember(self, k: tuple[str, str], value: dict[str, Any]) -> None:
+        self._mem[k] = value
+        self._mem.move_to_end(k)
+        if self.root is not None:
+            while len(self._mem) > self.mem_entries:
+                self._mem.popitem(last=False)
+
     def put(self, model_id: str, key: str, value: dict[str, Any]) -> None:
-        self._mem[(model_id, key)] = value
+        self._remember((model_id, key), value)
         if self.root is None:
             return
         arrays = {k: np.asarray(v) for k, v in value.items() if isinstance(v, np.ndarray)}

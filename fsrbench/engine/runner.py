@@ -595,9 +595,11 @@ class Runner:
             raise ValueError(f"super_resolve returned shape {tuple(out.shape)}, expected {want}")
         out = out.detach().float().cpu()
         notes = []
-        bad = ~torch.isfinite(out).reshape(len(sids), -1).all(dim=1)
+        flat = out.reshape(len(sids), -1)
+        bad = (~torch.isfinite(flat).all(dim=1)).tolist()
+        lows, highs = flat.amin(dim=1).tolist(), flat.amax(dim=1).tolist()  # one pass each, not 2 per image
         for i in range(len(sids)):
-            lo, hi = float(out[i].min()), float(out[i].max())
+            lo, hi = lows[i], highs[i]
             if bad[i]:
                 notes.append("NaN/inf")
             elif lo < -1e-3 or hi > 1 + 1e-3:

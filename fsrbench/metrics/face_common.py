@@ -124,13 +124,17 @@ def _cached_each(ctx: CellContext | None, model_id: str, keys: Sequence[str], ex
     """
     opts = (getattr(ctx, "options", None) or {}) if ctx is not None else {}
     use = side == "hr" or str(opts.get("cache_sr", "false")).lower() in ("1", "true", "yes")
-    cache = _cache(ctx) if use else Cache(None)
+    shared = _cache(ctx)
     ck = [Cache.make_key(k, e) for k, e in zip(keys, extras)]
-    out: list[dict[str, Any] | None] = [cache.get(model_id, k) for k in ck]
+    # Reading is always safe: the key is (model id, image content, box), so an SR image identical to an
+    # analysed HR image (hr-oracle, or a method that returns an input unchanged) reuses that analysis.
+    # Without cache_sr, SR results are kept in memory for this batch only, never written.
+    out: list[dict[str, Any] | None] = [shared.get(model_id, k) if use else shared.peek(model_id, k) for k in ck]
     miss = [i for i, v in enumerate(out) if v is None]
     if miss:
         for i, v in zip(miss, compute(miss)):
-            cache.put(model_id, ck[i], v)
+            if use:
+                shared.put(model_id, ck[i], v)
             out[i] = v
     return out  # type: ignore[return-value]
 

@@ -12,10 +12,16 @@ The protocol's ``metric`` block fixes:
   This equals scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=255)`` and MATLAB's ``ssim`` as used by DIC.
 
-All arithmetic is float64; SSIM filters the whole batch with separable ``scipy.ndimage`` correlations.
+All arithmetic is float64.  SSIM runs a fused, parallel numba kernel (separable valid-region Gaussian
+correlations of E[x], E[y], E[x²+y²], E[xy] — four planes instead of five, since SSIM only needs
+σx²+σy² — and the SSIM map, averaged in the same pass; docs/performance.md) when numba is installed,
+otherwise separable ``scipy.ndimage`` correlations on the stacked batch.  Both agree with scikit-image to
+~1e-15 (tests/test_psnr_ssim.py, tests/test_perf_ssim.py).  Option ``FSRBENCH_SSIM_BACKEND`` =
+``numba`` | ``scipy`` (environment) forces one.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -65,32 +71,151 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
     return g / g.sum()
 
 
-def ssim_planes(a: np.ndarray, b: np.ndarray, size: int = 11, sigma: float = 1.5, k1: float = 0.01,
-                k2: float = 0.03, data_range: float = 255.0) -> np.ndarray:
-    """Mean SSIM per image over the valid region; ``a``, ``b``: float64 [B,C,H,W]; channels averaged."""
+def _ssim_scipy(x: np.ndarray, y: np.ndarray, g: np.ndarray, c1: float, c2: float) -> np.ndarray:
+    """Reference path: x, y float64 [N,H,W] -> mean SSIM per plane (separable scipy correlations)."""
     from scipy import ndimage
 
+    n, h, w = x.shape
+    r = g.shape[0] // 2
+    stack = np.stack([x, y, x * x + y * y, x * y], axis=1)  # [N,4,H,W]
+    # separable correlation, keeping only outputs whose window lies inside the image ("valid")
+    filt = ndimage.correlate1d(stack, g, axis=3, mode="constant")[..., r:w - r]
+    filt = ndimage.correlate1d(filt, g, axis=2, mode="constant")[:, :, r:h - r]
+    mu_x, mu_y, e_sq, e_xy = (filt[:, i] for i in range(4))
+    mxy = mu_x * mu_y
+    num = (2 * mxy + c1) * (2 * (e_xy - mxy) + c2)
+    den = (mu_x * mu_x + mu_y * mu_y + c1) * (e_sq - mu_x * mu_x - mu_y * mu_y + c2)
+    return (num / den).mean(axis=(1, 2))
+
+
+_NUMBA: dict[str, Any] = {}
+
+
+def _numba_kernel() -> Any:
+    """The compiled fused SSIM kernel (compiled on first use, cached on disk by numba), or None."""
+    if "k" in _NUMBA:
+        return _NUMBA["k"]
+    try:
+        from numba import njit, prange
+    except ImportError:
+        _NUMBA["k"] = None
+        return None
+
+    @njit(parallel=True, cache=True, fastmath=False)
+    def _ssim_numba(x, y, g, c1, c2, out):  # pragma: no cover - compiled
+        n, h, w = x.shape
+        k = g.shape[0]
+        hv = h - k + 1
+        wv = w - k + 1
+        for b in prange(n):
+            # horizontal pass over every row: E_h[x], E_h[y], E_h[x²+y²], E_h[xy]
+            hx = np.empty((h, wv))
+            hy = np.empty((h, wv))
+            hq = np.empty((h, wv))
+            hp = np.empty((h, wv))
+            sq = np.empty(w)
+            pr = np.empty(w)
+            for i in range(h):
+                xr = x[b, i]
+                yr = y[b, i]
+                for j in range(w):
+                    sq[j] = xr[j] * xr[j] + yr[j] * yr[j]
+                    pr[j] = xr[j] * yr[j]
+                for j in range(wv):
+                    hx[i, j] = 0.0
+                    hy[i, j] = 0.0
+                    hq[i, j] = 0.0
+                    hp[i, j] = 0.0
+                for t in range(k):
+                    gt = g[t]
+                    for j in range(wv):
+                        hx[i, j] += gt * xr[j + t]
+                        hy[i, j] += gt * yr[j + t]
+                        hq[i, j] += gt * sq[j + t]
+                        hp[i, j] += gt * pr[j + t]
+            # vertical pass, one valid output row at a time, then the SSIM map of that row
+            mx = np.empty(wv)
+            my = np.empty(wv)
+            mq = np.empty(wv)
+            mp = np.empty(wv)
+            total = 0.0
+            for i in range(hv):
+                for j in range(wv):
+                    mx[j] = 0.0
+                    my[j] = 0.0
+                    mq[j] = 0.0
+                    mp[j] = 0.0
+                for t in range(k):
+                    gt = g[t]
+                    for j in range(wv):
+                        mx[j] += gt * hx[i + t, j]
+                        my[j] += gt * hy[i + t, j]
+                        mq[j] += gt * hq[i + t, j]
+                        mp[j] += gt * hp[i + t, j]
+                row = 0.0
+                for j in range(wv):
+                    a = mx[j]
+                    c = my[j]
+                    ab = a * c
+                    num = (2.0 * ab + c1) * (2.0 * (mp[j] - ab) + c2)
+                    den = (a * a + c * c + c1) * (mq[j] - a * a - c * c + c2)
+                    row += num / den
+                total += row
+            out[b] = total / (hv * wv)
+
+    _NUMBA["k"] = _ssim_numba
+    return _ssim_numba
+
+
+def ssim_backend() -> str:
+    """``numba`` (fused kernel) or ``scipy``; ``$FSRBENCH_SSIM_BACKEND`` forces one."""
+    want = os.environ.get("FSRBENCH_SSIM_BACKEND", "auto").lower()
+    if want == "scipy":
+        return "scipy"
+    if _numba_kernel() is not None:
+        return "numba"
+    if want == "numba":
+        raise RuntimeError("FSRBENCH_SSIM_BACKEND=numba but numba is not installed; fix: pip install numba")
+    return "scipy"
+
+
+def _numba_threads() -> int:
+    """Follow torch's intra-op thread count (1 per torchrun worker), capped by numba's pool."""
+    import sys
+
+    import numba
+
+    torch = sys.modules.get("torch")  # never import torch just for this
+    want = int(torch.get_num_threads()) if torch is not None else numba.config.NUMBA_NUM_THREADS
+    return max(1, min(want, numba.config.NUMBA_NUM_THREADS))
+
+
+def ssim_planes(a: np.ndarray, b: np.ndarray, size: int = 11, sigma: float = 1.5, k1: float = 0.01,
+                k2: float = 0.03, data_range: float = 255.0, backend: str | None = None) -> np.ndarray:
+    """Mean SSIM per image over the valid region; ``a``, ``b``: float64 [B,C,H,W]; channels averaged."""
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
     bsz, ch, h, w = a.shape
     if h < size or w < size:
         raise ValueError(f"image {h}x{w} smaller than the {size}x{size} SSIM window")
     g = gaussian_window(size, sigma)
-    r = size // 2
-    x = a.reshape(bsz * ch, h, w)
-    y = b.reshape(bsz * ch, h, w)
-    stack = np.stack([x, y, x * x, y * y, x * y], axis=1)  # [N,5,H,W]
-    # separable correlation, keeping only outputs whose window lies inside the image ("valid")
-    filt = ndimage.correlate1d(stack, g, axis=3, mode="constant")[..., r:w - r]
-    filt = ndimage.correlate1d(filt, g, axis=2, mode="constant")[:, :, r:h - r]
-    mu_x, mu_y, e_xx, e_yy, e_xy = (filt[:, i] for i in range(5))
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    vx = e_xx - mu_x * mu_x
-    vy = e_yy - mu_y * mu_y
-    cov = e_xy - mu_x * mu_y
-    num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
-    den = (mu_x * mu_x + mu_y * mu_y + c1) * (vx + vy + c2)
-    return (num / den).mean(axis=(1, 2)).reshape(bsz, ch).mean(axis=1)
+    x = np.ascontiguousarray(a, dtype=np.float64).reshape(bsz * ch, h, w)
+    y = np.ascontiguousarray(b, dtype=np.float64).reshape(bsz * ch, h, w)
+    if (backend or ssim_backend()) == "numba" and bsz * ch:
+        import numba
+
+        kernel = _numba_kernel()
+        out = np.empty(bsz * ch, dtype=np.float64)
+        prev = numba.get_num_threads()
+        numba.set_num_threads(_numba_threads())
+        try:
+            kernel(x, y, g, float(c1), float(c2), out)
+        finally:
+            numba.set_num_threads(prev)
+    else:
+        out = _ssim_scipy(x, y, g, c1, c2)
+    return out.reshape(bsz, ch).mean(axis=1)
 
 
 def psnr(sr: np.ndarray, hr: np.ndarray, protocol: Any = None, scale: int | None = None) -> np.ndarray:
@@ -111,6 +236,25 @@ def ssim(sr: np.ndarray, hr: np.ndarray, protocol: Any = None, scale: int | None
                        sigma=float(cfg["sigma"]), k1=float(cfg["k1"]), k2=float(cfg["k2"]))
 
 
+def _shared_planes(sr: np.ndarray, hr: np.ndarray, protocol: Any, ctx: CellContext) -> tuple[np.ndarray, np.ndarray]:
+    """Prepared (Y/crop) planes of a batch, computed once for PSNR and SSIM via ``ctx.memo`` (reused only
+    when the arrays are byte-identical to the ones they were made from)."""
+    from fsrbench.protocols import get_protocol
+
+    p = get_protocol(protocol)
+    scale = ctx.scale or None
+    memo = getattr(ctx, "memo", None)
+    tag = ("psnr_ssim:planes", p.sha256 if hasattr(p, "sha256") else p.id, scale)
+    if memo is not None:
+        hit = memo.get(tag)
+        if hit is not None and hit[0].shape == sr.shape and np.array_equal(hit[0], sr) and np.array_equal(hit[1], hr):
+            return hit[2], hit[3]
+    a, b = prepare(sr, p, scale), prepare(hr, p, scale)
+    if memo is not None:
+        memo[tag] = (sr, hr, a, b)
+    return a, b
+
+
 class PSNR(Metric):
     name = "psnr"
     higher_is_better = True
@@ -119,7 +263,10 @@ class PSNR(Metric):
     description = "Peak signal-to-noise ratio under the protocol's colour/crop convention"
 
     def per_image(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext) -> dict[str, np.ndarray]:
-        return {"psnr": psnr(sr, hr, self.protocol, ctx.scale or None)}
+        from fsrbench.protocols import get_protocol
+
+        a, b = _shared_planes(sr, hr, self.protocol, ctx)
+        return {"psnr": psnr_planes(a, b, float(get_protocol(self.protocol).metric["psnr_max"]))}
 
 
 class SSIM(Metric):
@@ -129,4 +276,9 @@ class SSIM(Metric):
     description = "Structural similarity (Gaussian 11x11, sigma 1.5, valid region) under the protocol"
 
     def per_image(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext) -> dict[str, np.ndarray]:
-        return {"ssim": ssim(sr, hr, self.protocol, ctx.scale or None)}
+        from fsrbench.protocols import get_protocol
+
+        cfg = get_protocol(self.protocol).metric["ssim"]
+        a, b = _shared_planes(sr, hr, self.protocol, ctx)
+        return {"ssim": ssim_planes(a, b, size=int(cfg["size"]), sigma=float(cfg["sigma"]), k1=float(cfg["k1"]),
+                                    k2=float(cfg["k2"]))}
