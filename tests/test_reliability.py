@@ -201,3 +201,35 @@ def test_protocol_yaml_cannot_execute_code(tmp_path):
     with pytest.raises(ValueError, match="evil.yaml"):
         get_protocol(str(p))
     assert not marker.exists()
+
+
+class _Payload:
+    """Pickling this object runs ``touch MARKER`` when unpickled by an unsafe loader."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_checkpoint_is_refused_and_never_runs(tmp_path):
+    import pickle
+
+    import torch
+
+    from fsrbench.train.checkpoints import load_state
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "state.pt"
+    torch.save({"model": _Payload(marker)}, evil)
+    with pytest.raises(pickle.UnpicklingError):
+        load_state(evil)
+    assert not marker.exists()
+    # a pickled "weights" file handed to evaluation: the method is skipped with a reason, nothing runs
+    out = tmp_path / "r"
+    res = run(RunSpec(methods=["srcnn"], scales=[8], metrics=["psnr"], out=str(out), progress=False,
+                      weights={"srcnn": str(evil)}), log=lambda m: None)
+    assert not marker.exists()
+    assert res.skipped and res.skipped[0]["method"] == "srcnn"
+    assert "not a safetensors file" in res.skipped[0]["reason"]

@@ -275,9 +275,18 @@ def load_state(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, device: Any = "cpu") -> None:
+    """Load safetensors weights (never a pickle: a pickled checkpoint could run code when loaded)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
 
-    load_model(model, str(path), strict=True, device=str(device))
+    from fsrbench.api import Unavailable
+
+    try:
+        load_model(model, str(path), strict=True, device=str(device))
+    except SafetensorError as exc:
+        raise Unavailable(f"{path} is not a safetensors file ({exc}); fsrbench loads weights only from "
+                          f"safetensors — convert a trusted PyTorch state_dict with "
+                          f"safetensors.torch.save_file(state_dict, 'weights.safetensors')") from exc
 
 
 def find_cards(root: str | Path, method: str, scale: int) -> list[dict[str, Any]]:
