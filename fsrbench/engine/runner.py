@@ -713,7 +713,6 @@ class Runner:
         doc = {
             "spec": asdict(self.spec),
             "resolved": {"methods": methods, "metrics": [m.name for m in metrics],
-                         "metric_ids": {m.name: getattr(m, "model_id", None) for m in metrics},
                          "datasets": [d.fingerprint() for d in datasets], "device": str(self.device),
                          "ranks": self.group.world},
             "protocol": dict(self.protocol.card(), definition=self.protocol.definition),

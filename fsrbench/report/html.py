@@ -157,7 +157,16 @@ def _dataset_text(d: Any) -> str:
     return str(d)
 
 
-def run_card(run: dict[str, Any] | None, profile: dict[str, Any] | None) -> str:
+def _face_models_text(doc: dict[str, Any] | None) -> str:
+    """The analysis-model ids recorded in the summaries of metrics.json (FER, AU, landmarks, identity)."""
+    from fsrbench.leaderboard import _models
+
+    models = _models((doc or {}).get("cells", []))
+    return "; ".join(f"{fam}: {', '.join(v)}" for fam, v in models.items())
+
+
+def run_card(run: dict[str, Any] | None, profile: dict[str, Any] | None,
+             doc: dict[str, Any] | None = None) -> str:
     if not run:
         return '<p class="skip">run.json not found: no run card.</p>'
     spec = run.get("spec", {})
@@ -172,7 +181,7 @@ def run_card(run: dict[str, Any] | None, profile: dict[str, Any] | None) -> str:
         ("scales", ", ".join(f"x{s}" for s in spec.get("scales", []))),
         ("methods", ", ".join(res.get("methods", spec.get("methods", [])))),
         ("metrics", ", ".join(res.get("metrics", []))),
-        ("metric model ids", "; ".join(f"{k}: {v}" for k, v in (res.get("metric_ids") or {}).items() if v)),
+        ("face models", _face_models_text(doc)),
         ("device", res.get("device")),
         ("platform", run.get("platform")),
         ("versions", ", ".join(f"{k} {v}" for k, v in (run.get("versions") or {}).items())),
@@ -282,7 +291,7 @@ def build_report(run_dir: str | Path, title: str | None = None, grids: bool = Tr
     boards = build_boards(doc, per_image, profile)
     board_md = render_boards_markdown(boards, doc, title="Leaderboard", profile=profile)
     sections = [
-        ("run", "Run card", run_card(run, profile)),
+        ("run", "Run card", run_card(run, profile, doc)),
         ("leaderboard", None, md_to_html(board_md, heading_offset=1)),
         ("reported", None, _safe("reported vs reproduced",
                                  lambda: md_to_html(render_compare_reported(boards, doc, reported_dataset)), log)),
