@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The evidence-of-learning runs of docs/evidence.md, in the order they were run (2026-11-24, 04:50-06:20 UTC,
+# 2-core shared CPU). Two trainings at a time ("slots"), each 1 thread, niced; see train_one.sh.
+# Results: runs/evidence/{ckpt,logs,eval} (ignored by git); committed board: leaderboards/evidence-faces-val.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# bicubic reference on all 300 faces-val images (PSNR/SSIM/LPIPS)
+scripts/evidence/eval.sh bicubic 4,8
+
+# slot A: EDSR x8 -> EDSR x4 -> SRCNN x8 (if it could still end before 06:20 UTC)
+( scripts/evidence/train_one.sh edsr 8; scripts/evidence/train_one.sh edsr 4
+  if [ "$(date -u +%H%M)" -lt 0545 ]; then scripts/evidence/train_one.sh srcnn 8; fi ) &
+# slot B: AffectSRNet x8 (MediaPipe-478 priors of faces-train computed and cached on its first start)
+#         -> SRCNN x4 (if it could still end before 06:20 UTC)
+( scripts/evidence/train_one.sh affectsrnet 8
+  if [ "$(date -u +%H%M)" -lt 0553 ]; then scripts/evidence/train_one.sh srcnn 4; fi ) &
+wait
+# (as run, the two slots were started as train_one.sh + queue_a.sh / queue_b.sh a few minutes apart, and
+#  each method's evaluation was started as soon as its training ended: eval.sh edsr,bicubic 8, ...)
+
+# combined evaluation of everything trained (finished cells are reused), then the committed board
+scripts/evidence/eval.sh bicubic,edsr,affectsrnet,srcnn 4,8
+.venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval evidence-faces-val \
+  --title "evidence of learning: faces-train (UTKFace, 5,000) -> faces-val (300), CPU budgets of the cpu-evidence presets"
+.venv/bin/python scripts/regenerate_leaderboards.py --check
+
+# every metric on the first 100 faces-val images (cells were computed per method as trainings ended)
+scripts/evidence/eval_full.sh bicubic,edsr,affectsrnet,srcnn 4,8
+.venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval-full evidence-faces-val-full \
+  --title "evidence of learning, every metric: faces-train (UTKFace, 5,000) -> first 100 faces-val images, CPU budgets of the cpu-evidence presets"
+.venv/bin/python scripts/regenerate_leaderboards.py --check
+
+# last: SPARNet-Light at both scales (05:59 UTC); both were stopped by hand (kill of the fsrbench process)
+# before the end because they could not finish before 06:20 UTC; their run dirs moved to runs/evidence/stopped/
+# scripts/evidence/train_one.sh sparnet-light 8 & scripts/evidence/train_one.sh sparnet-light 4 & wait
