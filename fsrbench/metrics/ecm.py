@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fsrbench.api import CellContext, Metric, Unavailable
+from fsrbench.metrics.face_common import FERMetricMixin
 from fsrbench.metrics.stats import align_tables, bootstrap_ci, paired_bootstrap_set
 
 ECM_BINS = 10
@@ -74,7 +75,7 @@ def prob_columns(side: str) -> tuple[str, ...]:
     return tuple(f"ecm_p_{side}_{k}" for k in range(MAX_CLASSES))
 
 
-class ECM(Metric):
+class ECM(FERMetricMixin, Metric):
     """Set-level ECM (lower is better) with a seeded bootstrap CI; per-image table keeps the FER outputs."""
 
     name: ClassVar[str] = "ecm"
@@ -93,26 +94,14 @@ class ECM(Metric):
         self.seed = int(self.options.get("seed", 0))
         self._fer: Any = None
 
-    def setup(self, device: Any = "cpu") -> None:
-        from fsrbench.metrics.face_common import get_fer_model
-
-        self._fer = get_fer_model(self.fer_name)
-        if len(self._fer.classes) > MAX_CLASSES:
+    def check_fer(self, fer: Any) -> None:
+        if len(fer.classes) > MAX_CLASSES:
             raise Unavailable(f"ECM stores at most {MAX_CLASSES} FER classes per image; "
-                              f"{self.fer_name!r} has {len(self._fer.classes)}")
-
-    @property
-    def fer(self) -> Any:
-        if self._fer is None:
-            self.setup()
-        return self._fer
+                              f"{self.fer_name!r} has {len(fer.classes)}")
 
     def per_image(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext) -> dict[str, np.ndarray]:
-        from fsrbench.metrics.face_common import fer_probs
-
         b = len(hr)
-        p_hr, ok_hr, why_hr = fer_probs(hr, ctx, self.fer, side="hr")
-        p_sr, ok_sr, why_sr = fer_probs(sr, ctx, self.fer, side="sr", hr=hr)
+        p_hr, ok_hr, why_hr, p_sr, ok_sr, why_sr = self.fer_pair(sr, hr, ctx)
         ok = ok_hr & ok_sr
         c = p_hr.shape[1]
         out: dict[str, np.ndarray] = {}

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fsrbench.api import CellContext, Metric
+from fsrbench.metrics.face_common import FERMetricMixin
 from fsrbench.metrics.stats import compare_means, mean_ci
 
 EMOTION_SYNONYMS = {
@@ -52,7 +53,7 @@ def label_indices(meta: list[dict[str, Any]], classes: tuple[str, ...], n: int) 
     return out
 
 
-class ExpressionAgreement(Metric):
+class ExpressionAgreement(FERMetricMixin, Metric):
     """FER top-1 agreement SR vs HR, and FER accuracy on HR / SR when emotion labels exist."""
 
     name: ClassVar[str] = "expression"
@@ -68,23 +69,9 @@ class ExpressionAgreement(Metric):
         self.fer_name = str(self.options.get("fer", "mini-xception"))
         self._fer: Any = None
 
-    def setup(self, device: Any = "cpu") -> None:
-        from fsrbench.metrics.face_common import get_fer_model
-
-        self._fer = get_fer_model(self.fer_name)
-
-    @property
-    def fer(self) -> Any:
-        if self._fer is None:
-            self.setup()
-        return self._fer
-
     def per_image(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext) -> dict[str, np.ndarray]:
-        from fsrbench.metrics.face_common import fer_probs
-
         b = len(hr)
-        p_hr, ok_hr, why_hr = fer_probs(hr, ctx, self.fer, side="hr")
-        p_sr, ok_sr, why_sr = fer_probs(sr, ctx, self.fer, side="sr", hr=hr)
+        p_hr, ok_hr, why_hr, p_sr, ok_sr, why_sr = self.fer_pair(sr, hr, ctx)
         ok = ok_hr & ok_sr
         top_hr = np.where(ok_hr, np.argmax(np.nan_to_num(p_hr, nan=-1), axis=1), -1).astype(float)
         top_sr = np.where(ok_sr, np.argmax(np.nan_to_num(p_sr, nan=-1), axis=1), -1).astype(float)

@@ -350,3 +350,34 @@ def fer_probs(images: np.ndarray, ctx: CellContext | None, fer: Any, side: str,
 
     hr_tag = "" if hr is images else ":" + hashlib.sha256("".join(batch_keys(hr)).encode()).hexdigest()[:16]
     return _memo(ctx, f"fer:{fer.id}:{side}{hr_tag}", keys, run)
+
+
+# ------------------------------------------------------------------------------------------------
+# FER-backed metrics (ECM, expression agreement)
+# ------------------------------------------------------------------------------------------------
+class FERMetricMixin:
+    """Shared by the metrics that read FER probabilities of HR and SR: one FER model per process
+    (option ``fer``, default ``mini-xception``), loaded in ``setup`` or on first use."""
+
+    fer_name: str = "mini-xception"
+    _fer: Any = None
+
+    def check_fer(self, fer: Any) -> None:
+        """Hook: raise ``Unavailable`` when this metric cannot use ``fer``."""
+
+    def setup(self, device: Any = "cpu") -> None:
+        fer = get_fer_model(self.fer_name)
+        self.check_fer(fer)
+        self._fer = fer
+
+    @property
+    def fer(self) -> Any:
+        if self._fer is None:
+            self.setup()
+        return self._fer
+
+    def fer_pair(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext) -> tuple[Any, ...]:
+        """(p_hr, ok_hr, why_hr, p_sr, ok_sr, why_sr): FER on HR (cached) and on SR (shared per batch)."""
+        p_hr, ok_hr, why_hr = fer_probs(hr, ctx, self.fer, side="hr")
+        p_sr, ok_sr, why_sr = fer_probs(sr, ctx, self.fer, side="sr", hr=hr)
+        return p_hr, ok_hr, why_hr, p_sr, ok_sr, why_sr
