@@ -34,7 +34,7 @@ def style_loss(sr: torch.Tensor, hr: torch.Tensor,
 
 
 def masked_node_l2(z: torch.Tensor, z_ref: torch.Tensor, mask: torch.Tensor | None = None,
-                   reduction: str = "sum") -> torch.Tensor:
+                   reduction: str = "sum", detach_ref: bool = True) -> torch.Tensor:
     """Node-embedding L2 over the samples where ``mask`` is True (0 — still connected to ``z`` — if none).
 
     ``reduction="sum"``: Σ over nodes and features (the paper's Σ_v ‖·‖²); ``"mean"``: divided by V·D.
@@ -45,5 +45,5 @@ def masked_node_l2(z: torch.Tensor, z_ref: torch.Tensor, mask: torch.Tensor | No
         if not bool(mask.any()):
             return z.sum() * 0.0
         z, z_ref = z[mask], z_ref[mask]
-    out = node_embedding_l2(z, z_ref, detach_ref=True)
+    out = node_embedding_l2(z, z_ref, detach_ref=detach_ref)
     return out / (z.shape[1] * z.shape[2]) if reduction == "mean" else out

@@ -178,9 +178,16 @@ class AffectSRNetMethod(BaselineMethod):
             if key_hr in batch.priors:
                 lm_hr, fb_hr = normalized_landmarks(batch.priors, key_hr, b, frame, sr.device, "mean_shape",
                                                     str(cfg.get("landmark_units", "pixels")))
-                with torch.no_grad():  # stop-gradient on the HR graph
+                target = str(cfg.get("node_target", "shared"))
+                if target not in ("shared", "stopgrad"):
+                    raise ValueError(f"node_target must be 'shared' or 'stopgrad', not {target!r}")
+                if target == "stopgrad":  # METHODS.md §7.6 CHOICE; diverges in practice (see the config)
+                    with torch.no_grad():
+                        z_hr = bare.node_embeddings(lm_hr)
+                else:  # gradient through both graphs of the one GCN
                     z_hr = bare.node_embeddings(lm_hr)
-                ln = masked_node_l2(nodes, z_hr, ~fb_hr & ~fb, str(cfg.get("node_reduction", "sum")))
+                ln = masked_node_l2(nodes, z_hr, ~fb_hr & ~fb, str(cfg.get("node_reduction", "sum")),
+                                    detach_ref=target == "stopgrad")
                 loss = loss + w_node * ln
                 log["node_l2"] = float(ln.detach())
         if fb is not None:
