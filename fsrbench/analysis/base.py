@@ -8,6 +8,7 @@ construction when their weights are missing).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
@@ -30,6 +31,21 @@ def as_rgb_u8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def face_image(image: np.ndarray, min_size: int = 8) -> tuple[np.ndarray | None, str]:
+    """``(rgb_u8, "")`` when ``image`` can hold an analysable face, else ``(None, reason)``:
+    not uint8 RGB-like, smaller than ``min_size`` px, or blank (no contrast)."""
+    try:
+        img = as_rgb_u8(image)
+    except ValueError as exc:
+        return None, str(exc)
+    h, w = img.shape[:2]
+    if min(h, w) < min_size:
+        return None, f"image too small ({w}x{h} px < {min_size} px)"
+    if int(img.max()) - int(img.min()) < 2:
+        return None, "blank image (no contrast)"
+    return img, ""
+
+
 @dataclass(frozen=True)
 class FaceBox:
     """Axis-aligned face box in pixels; ``rotation`` (radians) is used by MediaPipe's ROI graph."""
@@ -46,6 +62,10 @@ class FaceBox:
     @property
     def width(self) -> float:
         return self.x1 - self.x0
+
+    def valid(self, min_side: float = 2.0) -> bool:
+        """Finite coordinates and both sides at least ``min_side`` px."""
+        return all(map(math.isfinite, self.as_tuple())) and self.width >= min_side and self.height >= min_side
 
     @property
     def height(self) -> float:

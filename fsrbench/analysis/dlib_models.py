@@ -13,12 +13,11 @@ lets the detector find the ~60-90 px faces of 128x128 crops. Timing on CPU: land
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from fsrbench.analysis.base import FaceBox, LandmarkResult, as_rgb_u8
+from fsrbench.analysis.base import FaceBox, LandmarkResult, face_image
 from fsrbench.api import Unavailable
 
 DLIB_SAME_PERSON_THRESHOLD = 0.6  # dlib's documented Euclidean threshold for the 128-D descriptor
@@ -34,21 +33,12 @@ def _import_dlib() -> Any:
 
 
 
-def _problem(img: np.ndarray, min_size: int) -> str:
-    h, w = img.shape[:2]
-    if min(h, w) < min_size:
-        return f"image too small ({w}x{h} px < {min_size} px)"
-    if int(img.max()) - int(img.min()) < 2:
-        return "blank image (no contrast)"
-    return ""
-
-
 def _rect(dlib: Any, box: FaceBox) -> Any:
     return dlib.rectangle(int(round(box.x0)), int(round(box.y0)), int(round(box.x1)), int(round(box.y1)))
 
 
 def _valid_box(box: FaceBox | None) -> bool:
-    return box is not None and all(map(math.isfinite, box.as_tuple())) and box.width >= 4 and box.height >= 4
+    return box is not None and box.valid(min_side=4)
 
 
 class _HOG:
@@ -90,12 +80,8 @@ class Dlib68:
         return np.array([[p.x, p.y] for p in s.parts()], dtype=np.float64)
 
     def detect(self, image: np.ndarray) -> LandmarkResult:
-        try:
-            img = as_rgb_u8(image)
-        except ValueError as exc:
-            return LandmarkResult.failed(str(exc))
-        problem = _problem(img, self.min_size)
-        if problem:
+        img, problem = face_image(image, self.min_size)
+        if img is None:
             return LandmarkResult.failed(problem)
         box, score = self.hog(img)
         if box is None:
@@ -103,12 +89,8 @@ class Dlib68:
         return LandmarkResult(points=self._shape(img, box), box=box, extra={"score": score, "source": "hog"})
 
     def fit(self, image: np.ndarray, box: FaceBox) -> LandmarkResult:
-        try:
-            img = as_rgb_u8(image)
-        except ValueError as exc:
-            return LandmarkResult.failed(str(exc), box)
-        problem = _problem(img, self.min_size)
-        if problem:
+        img, problem = face_image(image, self.min_size)
+        if img is None:
             return LandmarkResult.failed(problem, box)
         if not _valid_box(box):
             return LandmarkResult.failed(f"invalid face box {box}", box)
@@ -146,20 +128,12 @@ class DlibIdentity:
 
     def detect_box(self, image: np.ndarray) -> FaceBox | None:
         """HOG face box of an (HR) image, or None."""
-        try:
-            img = as_rgb_u8(image)
-        except ValueError:
-            return None
-        if _problem(img, self.min_size):
-            return None
-        return self.hog(img)[0]
+        img, _ = face_image(image, self.min_size)
+        return None if img is None else self.hog(img)[0]
 
     def embed(self, image: np.ndarray, box: FaceBox) -> np.ndarray | None:
-        try:
-            img = as_rgb_u8(image)
-        except ValueError:
-            return None
-        if _problem(img, self.min_size) or not _valid_box(box):
+        img, _ = face_image(image, self.min_size)
+        if img is None or not _valid_box(box):
             return None
         shape = self.predictor(img, _rect(self.hog.dlib, box))
         d = self.rec.compute_face_descriptor(img, shape, self.num_jitters, self.padding)

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from fsrbench.analysis.base import FaceBox, LandmarkResult, as_rgb_u8
+from fsrbench.analysis.base import FaceBox, LandmarkResult, face_image
 from fsrbench.api import Unavailable
 
 NUM_POINTS = 478
@@ -70,16 +70,6 @@ def landmarks_to_box(points: np.ndarray, scale: float = ROI_SCALE) -> FaceBox:
                    float(rotation))
 
 
-
-
-def image_problem(image: np.ndarray, min_size: int = 8) -> str:
-    """Reason why an image cannot hold an analysable face ('' if it may)."""
-    h, w = image.shape[:2]
-    if min(h, w) < min_size:
-        return f"image too small ({w}x{h} px < {min_size} px)"
-    if int(image.max()) - int(image.min()) < 2:
-        return "blank image (no contrast)"
-    return ""
 
 
 @contextlib.contextmanager
@@ -207,12 +197,8 @@ class MediaPipeMesh:
     # -- LandmarkModel API ----------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> LandmarkResult:
         """Detector path (HR images): 478 points + the HR face box from the landmarks-to-ROI rule."""
-        try:
-            img = as_rgb_u8(image)
-        except ValueError as exc:
-            return LandmarkResult.failed(str(exc))
-        problem = image_problem(img, self.min_size)
-        if problem:
+        img, problem = face_image(image, self.min_size)
+        if img is None:
             return LandmarkResult.failed(problem)
         h, w = img.shape[:2]
         with self._lock:
@@ -233,14 +219,10 @@ class MediaPipeMesh:
 
     def fit(self, image: np.ndarray, box: FaceBox) -> LandmarkResult:
         """Detector-free landmarks inside ``box`` (deterministic; points even on degraded faces)."""
-        try:
-            img = as_rgb_u8(image)
-        except ValueError as exc:
-            return LandmarkResult.failed(str(exc), box)
-        problem = image_problem(img, self.min_size)
-        if problem:
+        img, problem = face_image(image, self.min_size)
+        if img is None:
             return LandmarkResult.failed(problem, box)
-        if box is None or not (box.width >= 2 and box.height >= 2) or not all(map(math.isfinite, box.as_tuple())):
+        if box is None or not box.valid(min_side=2):
             return LandmarkResult.failed(f"invalid face box {box}", box)
         pts, presence = self._run_roi(img, box)
         if pts is None:
