@@ -53,6 +53,20 @@ def require_vgg16() -> None:
         pytest.skip(f"VGG-16 carrier missing: {exc}")
 
 
+def assert_one_adam_step_lowers_loss(method, net, batch, cfg, lr: float = 1e-4) -> None:
+    """One Adam step on a fixed batch lowers ``method.training_loss`` (a trainable method learns at all)."""
+    import torch
+
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    loss0, _ = method.training_loss(net, batch, cfg)
+    opt.zero_grad()
+    loss0.backward()
+    opt.step()
+    with torch.no_grad():
+        loss1, _ = method.training_loss(net, batch, cfg)
+    assert float(loss1) < float(loss0.detach())
+
+
 @pytest.fixture()
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private analysis cache for one test."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import require_vgg16
+from conftest import assert_one_adam_step_lowers_loss, require_vgg16
 import torch
 from PIL import Image
 
@@ -203,15 +203,7 @@ def test_one_optimizer_step_lowers_the_loss():
     cfg = m.load_config("smoke")
     torch.manual_seed(0)
     net = m.build_model(8, cfg)
-    batch = _train_batch(b=2)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    loss0, _ = m.training_loss(net, batch, cfg)
-    opt.zero_grad()
-    loss0.backward()
-    opt.step()
-    with torch.no_grad():
-        loss1, _ = m.training_loss(net, batch, cfg)
-    assert float(loss1) < float(loss0.detach())
+    assert_one_adam_step_lowers_loss(m, net, _train_batch(b=2), cfg)
 
 
 def test_configs():
