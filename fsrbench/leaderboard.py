@@ -370,7 +370,9 @@ def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: di
             if e.get("params") is None:
                 e["params"] = _params(c)
             cost[c["method"]] = e
-        notes = sorted({f"{c['method']}: {nt}" for c in rows for nt in c.get("notes", [])})
+        notes = sorted({f"{c['method']}: {nt}" for c in rows for nt in c.get("notes", [])}
+                       | {f"{c['method']}: SR inference under autocast {c['amp']} (not float32)"
+                          for c in rows if c.get("amp")})
         nc = sorted({str(s.get("metric", k)) for c in rows for k, s in c.get("metrics", {}).items()
                      if s.get("comparable_with_paper") is False})
         boards.append(Board(

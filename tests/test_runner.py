@@ -166,3 +166,28 @@ def test_folder_dataset_with_labels(tmp_path):
     res = run(_spec(tmp_path / "r", datasets=[f"folder:{d}"], methods=["bicubic"], scales=[4]), log=lambda m: None)
     assert res.per_image.set_index("image_id").loc["c.png", "status"] == "failed"
     assert len(res.failures) == 1 and "c.png" in res.failures[0]["reason"]
+
+
+def test_amp_inference_is_keyed_separately_and_close_to_float32(tmp_path):
+    """--amp bf16 (CPU autocast) runs the method under autocast; its cells never reuse float32 results."""
+    plug = [f"{PLUGINS.parent.parent / 'plugins' / 'tiny_method.py'}:TinySR"]
+    import torch
+
+    from tests.plugins.tiny_method import TinyNet  # noqa: F401  (the plugin module must import)
+    torch.manual_seed(0)
+    net = TinyNet(8, 0.1)
+    from safetensors.torch import save_file
+
+    wpath = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(wpath))
+    kw = dict(methods=["tiny-test"], plugins=plug, weights={"tiny-test": str(wpath)}, scales=[4])
+    r32 = run(_spec(tmp_path / "r", **kw), log=lambda m: None)
+    rbf = run(_spec(tmp_path / "r", amp="bf16", **kw), log=lambda m: None)
+    assert len(rbf.computed) == 1 and rbf.cached == []  # not reused from the float32 cell
+    a = r32.per_image.set_index("image_id")["psnr"]
+    b = rbf.per_image.set_index("image_id")["psnr"]
+    assert (a != b).any()  # bf16 really ran (different rounding) ...
+    assert np.allclose(a, b, atol=0.5)  # ... and stays close to float32
+    summary = json.loads(next((tmp_path / "r").rglob("summary.json")).read_text())
+    assert summary["amp"] == "bf16"
+    assert "autocast bf16" in leaderboard(tmp_path / "r")

@@ -32,6 +32,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", default=None, help="results directory (default runs/<datasets>_<protocol>)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
+                   help="autocast precision for SR inference (for GPUs; default none = float32). Part of every "
+                        "cell key: AMP results never mix with float32 ones")
     p.add_argument("--force", action="store_true", help="recompute finished cells")
     p.add_argument("--strict", action="store_true", help="exit 1 if any image failed or any method was skipped")
     p.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH", help="weights file for a method")
@@ -98,7 +101,8 @@ def main(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, device=args.device, force=args.force, strict=args.strict,
         weights=_kv(args.weights, "--weights"), checkpoint_dir=args.checkpoint_dir, plugins=args.plugin,
         save_sr=not args.no_save_sr, limit=args.limit, seed=args.seed, metric_options=metric_options,
-        dataset_options=dataset_options, cache_dir=args.cache_dir, progress=not args.no_progress)
+        dataset_options=dataset_options, cache_dir=args.cache_dir, progress=not args.no_progress,
+        amp=args.amp)
     result = run(spec)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 prints and writes everything

@@ -72,6 +72,7 @@ class RunSpec:
     dataset_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"data_root": ..., "split": "test"}
     cache_dir: str | None = None  # analysis cache (default ~/.cache/fsrbench or $FSRBENCH_CACHE)
     progress: bool = True
+    amp: str = "none"  # autocast precision for SR inference: none | bf16 | fp16 (part of every cell key)
 
 
 @dataclass
@@ -213,6 +214,23 @@ def check_writable(out: Path) -> None:
     usage = shutil.disk_usage(out)
     if usage.free < 50 * 2**20:
         raise ValueError(f"only {usage.free // 2**20} MiB free under {out}; free some space or choose another --out")
+
+
+AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def autocast_context(device: Any, amp: str) -> Any:
+    """``torch.autocast`` for SR inference (``--amp bf16|fp16``), or a no-op context for ``none``.
+
+    The method's ``super_resolve`` runs inside it; its output is converted to float32 before any metric
+    sees it. fp16 is meant for CUDA (bf16 also runs on CPU, mainly to test this path)."""
+    import torch
+
+    if amp == "none":
+        return contextlib.nullcontext()
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"--amp must be one of none, {', '.join(AMP_DTYPES)}; got {amp!r}")
+    return torch.autocast(device_type=torch.device(device).type, dtype=getattr(torch, AMP_DTYPES[amp]))
 
 
 def resolve_device(device: str) -> Any:
@@ -405,6 +423,8 @@ class Runner:
             "weights": card.get("sha256") if isinstance(card, dict) else None,
             "metrics": [[mm.name, sorted(mm.options.items())] for mm in metrics],
         }
+        if self.spec.amp != "none":  # fp32 keys stay as they were (stored results keep their keys)
+            key["amp"] = self.spec.amp
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
     def _run_cell(self, ds: Dataset, scale: int, mname: str, metrics: list[Metric]) -> None:
@@ -475,6 +495,8 @@ class Runner:
             "failures": failures, "metrics": summaries, "method_info": info, "notes": sorted(set(notes)),
             "weights": getattr(method, "weights_card", None),
         }
+        if self.spec.amp != "none":
+            summary["amp"] = self.spec.amp
         tmp = Path(tempfile.mkdtemp(dir=self.out, prefix=".cell-"))
         try:
             write_csv_atomic(tmp / "per_image.csv", table)
@@ -587,7 +609,8 @@ class Runner:
         up = np.stack([upsample(x, self.protocol.hr_size) for x in lr])
         batch = Batch(ids=list(sids), lr=to_tensor(lr, self.device), upsampled=to_tensor(up, self.device),
                       scale=scale, hr_size=self.protocol.hr_size, priors=self._test_priors(method, hr, lr, up))
-        out = method.super_resolve(batch)
+        with autocast_context(self.device, self.spec.amp):
+            out = method.super_resolve(batch)
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"super_resolve returned {type(out).__name__}, expected a torch.Tensor")
         want = (len(sids), 3, self.protocol.hr_size, self.protocol.hr_size)
