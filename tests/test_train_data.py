@@ -127,3 +127,42 @@ def test_unreadable_image_is_replaced_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="img_001.png.*another image"):
         it = ts[(1, 0)]
     assert it["id"] == "img_002.png"
+
+
+def test_rot90_and_random_scale_augmentations():
+    """rot90: the HR is one of the four rotations of the image; random_scale [1.3, 1.3]: every sample is
+    either a zoom-in (no black border, not the original) or a zoom-out (black border around a shrunken face);
+    both seeded; both refused when the method takes priors (the engine does not transform them)."""
+    from fsrbench.api import Unavailable
+
+    ds = ArrayDataset(6)
+    rot = TrainSet(ds, ds.ids(), scale=4, flip=False, seed=1, rot90=True)
+    ks = []
+    for i in range(6):
+        for epoch in range(4):
+            hr = rot[(i, epoch)]["hr"]
+            k = [k for k in range(4) if np.array_equal(hr, np.rot90(ds.imgs[i], k))]
+            assert len(k) == 1
+            ks.append(k[0])
+            assert np.array_equal(rot[(i, epoch)]["hr"], hr)
+    assert len(set(ks)) == 4
+    zoom = TrainSet(ds, ds.ids(), scale=8, flip=False, seed=1, random_scale=[1.3, 1.3])
+    kinds = set()
+    for i in range(6):
+        for epoch in range(4):
+            it = zoom[(i, epoch)]
+            hr = it["hr"]
+            assert hr.shape == (128, 128, 3) and hr.dtype == np.uint8
+            assert not np.array_equal(hr, ds.imgs[i])
+            black_rows = int((hr.reshape(128, -1).max(axis=1) == 0).sum())
+            black_cols = int((hr.transpose(1, 0, 2).reshape(128, -1).max(axis=1) == 0).sum())
+            kinds.add("out" if black_rows + black_cols >= 128 - 98 else "in")  # 128/1.3 = 98 px face
+            assert np.array_equal(it["lr"], make_lr(hr, 8))
+            assert np.array_equal(zoom[(i, epoch)]["hr"], hr)
+    assert kinds == {"in", "out"}
+    same = TrainSet(ds, ds.ids(), scale=8, flip=False, random_scale=[1.0, 1.0])
+    assert np.array_equal(same[(0, 0)]["hr"], ds.imgs[0])
+    with pytest.raises(ValueError, match="random_scale"):
+        TrainSet(ds, ds.ids(), scale=8, random_scale=[1.3])
+    with pytest.raises(Unavailable, match="rot90/random_scale"):
+        TrainSet(ds, ds.ids(), scale=8, priors={"landmarks68": object()}, rot90=True)

@@ -54,6 +54,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     # -- data ----------------------------------------------------------------------------------------
     "hr_size": 128,
     "flip": True,  # random horizontal flip (landmark priors mirrored with their index permutation)
+    "rot90": False,  # random 90-degree rotations of the HR (methods without priors only)
+    "random_scale": None,  # [low, high]: SPARNet's random zoom in/out of the HR (methods without priors only)
     "val_dataset": None,  # dataset spec of the validation set (else: held out from the training set)
     "val_holdout": 100,  # images held out of the training set for validation when val_dataset is null
     "val_images": 100,  # at most this many validation images are scored

@@ -3,7 +3,9 @@
 * HR comes from the dataset (``Dataset.load(id).hr``, uint8 128x128 RGB); LR is made on the fly with the
   protocol's degrader :func:`fsrbench.imageio.make_lr` and the pre-upsampled input with
   :func:`fsrbench.imageio.upsample` (PIL bicubic on uint8 — the one resize path of the benchmark).
-* Augmentation: random horizontal flip (config ``flip``) of the HR *before* degradation.  Priors are
+* Augmentation: random horizontal flip (config ``flip``) of the HR *before* degradation; optional random
+  90° rotations (``rot90``, EDSR) and SPARNet's random zoom in/out (``random_scale: [lo, hi]``,
+  :func:`random_zoom`), both only for methods without priors (the engine does not rotate/zoom priors).  Priors are
   mirrored with it by :mod:`fsrbench.data.priors` (``flip_landmarks``: x -> (W-1)-x and the scheme's index
   permutation; ``flip_parsing``: left/right labels swapped); skin maps are mirrored, AU labels unchanged.
   A prior the engine cannot mirror stops the run with a message.
@@ -94,12 +96,41 @@ def flip_prior(name: str, value: np.ndarray, width: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # map-style dataset + sampler
 # ------------------------------------------------------------------------------------------------
+def random_zoom(hr: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
+    """SPARNet's ``random_scale`` augmentation of the HR (before degradation), factor ``s`` >= 1:
+    with probability 1/2 zoom in (a random ``H/s`` window, bicubic-resized back to ``H``), else zoom out (the
+    image bicubic-shrunk to ``H/s`` and pasted at a random position on a black ``H`` canvas)."""
+    from PIL import Image
+
+    h, w = hr.shape[:2]
+    ch, cw = max(1, int(round(h / s))), max(1, int(round(w / s)))
+    if ch == h and cw == w:
+        return hr
+    if rng.random() < 0.5:
+        y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+        crop = Image.fromarray(hr[y:y + ch, x:x + cw])
+        return np.asarray(crop.resize((w, h), Image.BICUBIC))
+    small = np.asarray(Image.fromarray(hr).resize((cw, ch), Image.BICUBIC))
+    out = np.zeros_like(hr)
+    y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+    out[y:y + ch, x:x + cw] = small
+    return out
+
+
 class TrainSet(torch.utils.data.Dataset):
     """Indexable by ``(index, epoch)``; returns a dict of uint8 HR/LR/upsampled arrays and priors."""
 
     def __init__(self, dataset: Dataset, ids: Sequence[str], scale: int, priors: dict[str, Any] | None = None,
-                 flip: bool = True, seed: int = 0, hr_size: int = 128) -> None:
+                 flip: bool = True, seed: int = 0, hr_size: int = 128, rot90: bool = False,
+                 random_scale: Sequence[float] | None = None) -> None:
         self.dataset = dataset
+        self.rot90 = bool(rot90)
+        self.random_scale = None if random_scale in (None, False) else tuple(float(v) for v in random_scale)  # type: ignore[union-attr]
+        if self.random_scale is not None and (len(self.random_scale) != 2 or not 0 < self.random_scale[0] <= self.random_scale[1]):
+            raise ValueError(f"random_scale must be [low, high] with 0 < low <= high, got {random_scale!r}")
+        if (self.rot90 or self.random_scale) and priors:
+            raise Unavailable(f"rot90/random_scale do not transform priors ({', '.join(sorted(priors))}); "
+                              "set rot90: false and random_scale: null for this method")
         self.ids = list(ids)
         self.scale = int(scale)
         self.priors = dict(priors or {})  # name -> PriorArray (values for every id of the dataset)
@@ -145,6 +176,10 @@ class TrainSet(torch.utils.data.Dataset):
         if flipped:
             hr = np.ascontiguousarray(hr[:, ::-1])
             pri = {k: v if k.endswith("_ok") else flip_prior(k, v, self.hr_size) for k, v in pri.items()}
+        if self.rot90:
+            hr = np.ascontiguousarray(np.rot90(hr, int(rng.integers(4))))
+        if self.random_scale is not None:
+            hr = random_zoom(hr, float(rng.uniform(*self.random_scale)), rng)
         lr = make_lr(hr, self.scale)
         up = upsample(lr, self.hr_size)
         return {"id": sample.id, "hr": hr, "lr": lr, "up": up, "priors": pri, "flipped": flipped}

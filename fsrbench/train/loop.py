@@ -280,7 +280,8 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
                 val_tables = prior_tables(vds, val_prior_names, scale)
         ddp.barrier(info)
     trainset = TrainSet(ds, train_ids, scale, priors=tables, flip=bool(cfg.get("flip", True)), seed=seed,
-                        hr_size=int(cfg.get("hr_size") or 128))
+                        hr_size=int(cfg.get("hr_size") or 128), rot90=bool(cfg.get("rot90", False)),
+                        random_scale=cfg.get("random_scale"))
     sampler = ResumableSampler(len(trainset), info.world, info.rank, seed)
     fingerprint = dict(ds.fingerprint())
     fingerprint["train_ids_sha256"] = hashlib.sha256("\n".join(train_ids).encode()).hexdigest()
