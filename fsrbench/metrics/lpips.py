@@ -107,16 +107,21 @@ class LPIPSMetric(Metric):
         self.device = device
         self.model = build_lpips_alex(device)
 
-    def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """LPIPS between two uint8 RGB batches [B,H,W,3] -> float64 [B]."""
-        import torch
-
+    def _pair(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both batches as [B,H,W,3] of equal shape (the model loaded on first use)."""
         if self.model is None:
             self.setup(self.device)
         a = a[None] if a.ndim == 3 else a
         b = b[None] if b.ndim == 3 else b
         if a.shape != b.shape:
             raise ValueError(f"LPIPS needs equal shapes, got {a.shape} and {b.shape}")
+        return a, b
+
+    def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """LPIPS between two uint8 RGB batches [B,H,W,3] -> float64 [B]."""
+        import torch
+
+        a, b = self._pair(a, b)
         out = np.empty(a.shape[0], dtype=np.float64)
         with torch.no_grad():
             for s in range(0, a.shape[0], self.batch_size):
@@ -171,12 +176,7 @@ class LPIPSMetric(Metric):
         """LPIPS(sr, hr) with the HR features from :meth:`hr_features` (float16) -> float64 [B]."""
         import torch
 
-        if self.model is None:
-            self.setup(self.device)
-        sr = sr[None] if sr.ndim == 3 else sr
-        hr = hr[None] if hr.ndim == 3 else hr
-        if sr.shape != hr.shape:
-            raise ValueError(f"LPIPS needs equal shapes, got {sr.shape} and {hr.shape}")
+        sr, hr = self._pair(sr, hr)
         out = np.empty(sr.shape[0], dtype=np.float64)
         for s in range(0, sr.shape[0], self.batch_size):
             ref = self.hr_features(hr[s:s + self.batch_size], ctx)
