@@ -34,3 +34,25 @@ scripts/evidence/eval_full.sh bicubic,edsr,affectsrnet,srcnn 4,8
 # last: SPARNet-Light at both scales (05:59 UTC); both were stopped by hand (kill of the fsrbench process)
 # before the end because they could not finish before 06:20 UTC; their run dirs moved to runs/evidence/stopped/
 # scripts/evidence/train_one.sh sparnet-light 8 & scripts/evidence/train_one.sh sparnet-light 4 & wait
+
+# ---- session 2 (2026-11-24, 06:40-08:45 UTC, same machine) -------------------------------------------------
+# The earlier AffectSRNet x8 run (stop-gradient node target) was moved to runs/evidence/old/. Two slots again:
+# slot A: AffectSRNet chain x8 (stage 0 RRDB L1 -> full network -> `rrdb` ablation), then SPARNet x8, FSRNet x8
+# slot B: AffectSRNet chain x4, then SPARNet x4, FSRNet x4
+( scripts/evidence/affectsrnet_chain.sh 8; scripts/evidence/train_one.sh sparnet 8; scripts/evidence/train_one.sh fsrnet 8 ) &
+( scripts/evidence/affectsrnet_chain.sh 4; scripts/evidence/train_one.sh sparnet 4; scripts/evidence/train_one.sh fsrnet 4 ) &
+wait
+# (as run, the third ablation was started at 07:30 as a third process, after the x8 results showed the full
+#  network far below the `rrdb` ablation: `rrdb_in` = RRDB + InstanceNorm, no graph, separates the two causes)
+for S in 8 4; do
+  OMP_NUM_THREADS=1 nice -n 10 .venv/bin/fsrbench train affectsrnet-rrdb-in --scale $S \
+    --dataset folder:/work/shared/data/faces-train --val-dataset folder:/work/shared/data/faces-val \
+    --preset cpu-evidence --set esrgan_init=runs/evidence/init/affectsrnet-rrdb-x$S/best.safetensors \
+    --device cpu --no-progress --out runs/evidence/ckpt/affectsrnet-rrdb-in-x$S
+done
+# every metric on all 300 faces-val images, every trained method (cells were computed as trainings ended)
+scripts/evidence/eval_full.sh bicubic,edsr,srcnn,sparnet,fsrnet,affectsrnet,affectsrnet-rrdb,affectsrnet-rrdb-in 4,8 all runs/evidence/eval-all
+.venv/bin/python scripts/evidence/paired_vs_bicubic.py runs/evidence/eval-all
+.venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval-all evidence-faces-val \
+  --title "evidence of learning, every metric: faces-train (UTKFace, 5,000) -> faces-val (300), CPU budgets of the cpu-evidence presets"
+.venv/bin/python scripts/regenerate_leaderboards.py --check
