@@ -210,6 +210,28 @@ def test_esrgan_init_loads_first_blocks(tmp_path, fmt):
     assert rep["loaded"] == 2 + 8 * 3 * 5 * 2 + 2 + 2 * 2 + 2 + 2  # convs: first, 8x3x5 dense, trunk, 2 up, HR, last
     # InstanceNorm affine parameters start at identity
     assert torch.equal(own["RRDB_trunk.0.RDB1.norm1.weight"], torch.ones(32))
+    # what the training engine records in run.json ("init")
+    import hashlib
+
+    assert net.init_report == {"esrgan_init": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                               "loaded_tensors": rep["loaded"], "skipped": len(rep["skipped"]),
+                               "kept_random": len(rep["kept_random"])}
+
+
+def test_own_stage0_rrdb_checkpoint_initialises_every_backbone_tensor(tmp_path):
+    """The offline ESRGAN stand-in (docs/evidence.md): weights of a trained `affectsrnet-rrdb` model, saved by
+    the engine, load into the full network under its own names — every backbone tensor, nothing random."""
+    from safetensors.torch import save_model
+
+    rrdb = AffectSRNetRRDB()
+    src = rrdb.build_model(8, rrdb.load_config("smoke"))
+    path = tmp_path / "best.safetensors"
+    save_model(src, str(path))
+    m = AffectSRNetMethod()
+    net = m.build_model(8, {**m.load_config("smoke"), "esrgan_init": str(path)})
+    assert net.esrgan_report["skipped"] == [] and net.esrgan_report["kept_random"] == []
+    assert net.init_report["loaded_tensors"] == len(src.state_dict())
+    assert torch.equal(net.state_dict()["RRDB_trunk.3.RDB2.conv4.weight"], src.state_dict()["RRDB_trunk.3.RDB2.conv4.weight"])
 
 
 def test_esrgan_init_missing_file_fails_at_training(tmp_path):

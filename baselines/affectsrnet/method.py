@@ -122,6 +122,13 @@ class AffectSRNetMethod(BaselineMethod):
             # the model from the training config and then loads the trained weights anyway.
             model.esrgan_report = (load_esrgan(model, path) if Path(path).is_file()  # type: ignore[assignment]
                                    else {"missing": str(path)})
+            if Path(path).is_file():  # recorded in the training run.json ("init") by the engine
+                from fsrbench.analysis.carriers import sha256_file
+
+                rep = model.esrgan_report  # type: ignore[attr-defined]
+                model.init_report = {"esrgan_init": str(path), "sha256": sha256_file(path),  # type: ignore[assignment]
+                                     "loaded_tensors": rep["loaded"], "skipped": len(rep["skipped"]),
+                                     "kept_random": len(rep["kept_random"])}
         return model
 
     # -- landmarks -------------------------------------------------------------------------------

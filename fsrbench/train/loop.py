@@ -374,6 +374,9 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
                     "total_steps": total, "steps_per_epoch": spe, "resumed_from": resumed_from,
                     "argv": argv or sys.argv, "python": platform.python_version(), "torch": torch.__version__,
                     "status": "running"}
+        init_report = getattr(bare, "init_report", None)  # initial weights loaded by build_model (path, sha256, counts)
+        if init_report:
+            run_info["init"] = init_report
         ck.atomic_write_text(run_dir / "run.json", json.dumps(run_info, indent=2, default=str))
     ddp.barrier(info)
 
