@@ -81,7 +81,7 @@ def test_hr_features_cached_on_disk_bit_identical_and_not_held_in_memory(tmp_pat
     cache = Cache(tmp_path / "cache")
     ctx = CellContext("t", 4, "m", None, cache=cache)
     cold = metric.per_image(sr, hr, ctx)["lpips"]
-    assert cache.misses == 3 and len(list((tmp_path / "cache").rglob("*.npz"))) == 3
+    assert cache.misses == 3 and len(list((tmp_path / "cache").rglob("*.npy"))) == 3
     assert len(cache._mem) == 0  # bulky feature maps are not kept in memory
     warm = metric.per_image(sr, hr, ctx)["lpips"]
     assert cache.hits == 3
@@ -91,3 +91,8 @@ def test_hr_features_cached_on_disk_bit_identical_and_not_held_in_memory(tmp_pat
     np.testing.assert_allclose(cold, exact, atol=1e-4)
     assert np.abs(cold - exact).max() > 0  # the float16 path really is the one that ran
     np.testing.assert_array_equal(metric.per_image(hr, hr, ctx)["lpips"], 0.0)  # identical images: exactly 0
+    # a corrupt or truncated cache entry is recomputed, not trusted
+    files = sorted((tmp_path / "cache").rglob("*.npy"))
+    files[0].write_bytes(b"not an array")
+    np.save(files[1], np.zeros(10, dtype=np.float16))
+    np.testing.assert_array_equal(metric.per_image(sr, hr, ctx)["lpips"], cold)

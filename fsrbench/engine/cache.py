@@ -66,17 +66,15 @@ class Cache:
             return img_key
         return hashlib.sha256((img_key + json.dumps(extra, sort_keys=True, default=str)).encode()).hexdigest()
 
-    def get(self, model_id: str, key: str, memory: bool = True) -> dict[str, Any] | None:
-        """The cached value or None. ``memory=False``: a bulky entry (e.g. LPIPS feature maps) is read from
-        disk and not kept in the in-memory LRU (unless the cache is memory-only)."""
-        value = self.peek(model_id, key, memory)
+    def get(self, model_id: str, key: str) -> dict[str, Any] | None:
+        value = self.peek(model_id, key)
         if value is None:
             self.misses += 1
         else:
             self.hits += 1
         return value
 
-    def peek(self, model_id: str, key: str, memory: bool = True) -> dict[str, Any] | None:
+    def peek(self, model_id: str, key: str) -> dict[str, Any] | None:
         """Like :meth:`get` but not counted in ``hits``/``misses`` (opportunistic reads, e.g. an SR image
         that may be byte-identical to an analysed HR image)."""
         mem = self._mem.get((model_id, key))
@@ -90,8 +88,7 @@ class Cache:
                     value = {k: z[k] for k in z.files}
                 meta = json.loads(str(value.pop("__json__"))) if "__json__" in value else {}
                 value.update(meta)
-                if memory:
-                    self._remember((model_id, key), value)
+                self._remember((model_id, key), value)
                 return value
             except (OSError, ValueError, KeyError):
                 pass  # absent or corrupt entry: recompute
@@ -104,9 +101,8 @@ class Cache:
             while len(self._mem) > self.mem_entries:
                 self._mem.popitem(last=False)
 
-    def put(self, model_id: str, key: str, value: dict[str, Any], memory: bool = True) -> None:
-        if memory or self.root is None:
-            self._remember((model_id, key), value)
+    def put(self, model_id: str, key: str, value: dict[str, Any]) -> None:
+        self._remember((model_id, key), value)
         if self.root is None:
             return
         arrays = {k: np.asarray(v) for k, v in value.items() if isinstance(v, np.ndarray)}
@@ -117,6 +113,41 @@ class Cache:
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, __json__=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # -- bulky single arrays (e.g. LPIPS feature maps): one .npy per entry, read from disk, never kept in memory
+    def _array_path(self, model_id: str, key: str) -> Path:
+        assert self.root is not None
+        return self.root / _safe(model_id) / key[:2] / f"{key}.npy"
+
+    def get_array(self, model_id: str, key: str) -> np.ndarray | None:
+        """A cached array or None (counted in ``hits``/``misses``). A memory-only cache keeps them in memory."""
+        if self.root is None:
+            value = self._mem.get((model_id, key), {}).get("__array__")
+        else:
+            try:
+                value = np.load(self._array_path(model_id, key), allow_pickle=False)
+            except (OSError, ValueError):
+                value = None  # absent or corrupt entry: recompute
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+    def put_array(self, model_id: str, key: str, value: np.ndarray) -> None:
+        if self.root is None:
+            self._mem[(model_id, key)] = {"__array__": value}
+            return
+        path = self._array_path(model_id, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(value), allow_pickle=False)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
