@@ -94,3 +94,21 @@ def test_psnr_and_ssim_share_the_prepared_planes(monkeypatch):
     monkeypatch.setattr(psnr_ssim, "prepare", real)
     np.testing.assert_allclose(got_p, psnr_ssim.psnr(sr, hr, p, 4), rtol=0, atol=0)
     np.testing.assert_allclose(got_s, psnr_ssim.ssim(sr, hr, p, 4), rtol=0, atol=0)
+
+
+def test_cache_arrays_on_disk_and_in_memory(tmp_path):
+    """get_array/put_array: .npy entries on disk (never in the memory LRU), a memory-only cache keeps them;
+    misses and hits are counted; a corrupt file is a miss."""
+    a = np.arange(12, dtype=np.float16)
+    disk = Cache(tmp_path / "c")
+    assert disk.get_array("m", "ab12") is None and disk.misses == 1
+    disk.put_array("m", "ab12", a)
+    assert len(disk._mem) == 0 and (tmp_path / "c" / "m" / "ab" / "ab12.npy").is_file()
+    np.testing.assert_array_equal(disk.get_array("m", "ab12"), a)
+    assert disk.hits == 1 and list((tmp_path / "c").rglob(".tmp-*")) == []
+    (tmp_path / "c" / "m" / "ab" / "ab12.npy").write_bytes(b"junk")
+    assert disk.get_array("m", "ab12") is None and disk.misses == 2
+    mem = Cache(None)
+    mem.put_array("m", "k", a)
+    np.testing.assert_array_equal(mem.get_array("m", "k"), a)
+    assert mem.get_array("m", "other") is None

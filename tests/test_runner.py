@@ -173,7 +173,7 @@ def test_amp_inference_is_keyed_separately_and_close_to_float32(tmp_path):
     plug = [f"{PLUGINS.parent.parent / 'plugins' / 'tiny_method.py'}:TinySR"]
     import torch
 
-    from tests.plugins.tiny_method import TinyNet  # noqa: F401  (the plugin module must import)
+    from tests.plugins.tiny_method import TinyNet
     torch.manual_seed(0)
     net = TinyNet(8, 0.1)
     from safetensors.torch import save_file

@@ -298,3 +298,16 @@ def test_optional_hooks(images, tmp_path):
     state = torch.load(out / "step_00000005.state.pt", weights_only=True)
     assert state["optimizer"]["param_groups"][0]["momentum"] == 0.5 and state["scheduler"] is None
     assert {float(r["lr"]) for r in read_csv(out / "train_log.csv")} == {0.05}
+
+
+def test_initial_weights_report_is_recorded_in_run_json(images, tmp_path):
+    """A model that loaded initial weights in build_model (``init_report``) has them named in run.json."""
+    base = import_target(PLUGIN)
+    m = import_target(f"{HERE / 'plugins' / 'tiny_method.py'}:TinyInitSR")()
+    cfg = resolve_config(m, "smoke", None, ["steps=2", "val_every=0"])
+    train(m, 8, f"folder:{images}", config=cfg, device="cpu", out=tmp_path / "i", progress=False)
+    run_json = json.loads((tmp_path / "i" / "run.json").read_text())
+    assert run_json["init"] == {"esrgan_init": "w.safetensors", "sha256": "ab" * 32, "loaded_tensors": 6}
+    plain = tmp_path / "p"
+    train(base(), 8, f"folder:{images}", config=cfg, device="cpu", out=plain, progress=False)
+    assert "init" not in json.loads((plain / "run.json").read_text())

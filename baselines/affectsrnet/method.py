@@ -120,15 +120,16 @@ class AffectSRNetMethod(BaselineMethod):
         if path:
             # A missing file is an error when training starts (training_loss), not here: evaluation rebuilds
             # the model from the training config and then loads the trained weights anyway.
-            model.esrgan_report = (load_esrgan(model, path) if Path(path).is_file()  # type: ignore[assignment]
-                                   else {"missing": str(path)})
-            if Path(path).is_file():  # recorded in the training run.json ("init") by the engine
+            if Path(path).is_file():
                 from fsrbench.analysis.carriers import sha256_file
 
-                rep = model.esrgan_report  # type: ignore[attr-defined]
+                rep = model.esrgan_report = load_esrgan(model, path)  # type: ignore[assignment]
+                # recorded by the training engine in run.json ("init")
                 model.init_report = {"esrgan_init": str(path), "sha256": sha256_file(path),  # type: ignore[assignment]
                                      "loaded_tensors": rep["loaded"], "skipped": len(rep["skipped"]),
                                      "kept_random": len(rep["kept_random"])}
+            else:
+                model.esrgan_report = {"missing": str(path)}  # type: ignore[assignment]
         return model
 
     # -- landmarks -------------------------------------------------------------------------------

@@ -56,9 +56,22 @@ class Cache:
         self.hits = 0
         self.misses = 0
 
-    def _path(self, model_id: str, key: str) -> Path:
+    def _path(self, model_id: str, key: str, suffix: str = ".npz") -> Path:
         assert self.root is not None
-        return self.root / _safe(model_id) / key[:2] / f"{key}.npz"
+        return self.root / _safe(model_id) / key[:2] / f"{key}{suffix}"
+
+    @staticmethod
+    def _write_atomic(path: Path, write: Any) -> None:
+        """``write(fh)`` into a temporary file beside ``path``, then rename: readers never see a partial entry."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     @staticmethod
     def make_key(img_key: str, extra: Any = None) -> str:
@@ -107,29 +120,17 @@ class Cache:
             return
         arrays = {k: np.asarray(v) for k, v in value.items() if isinstance(v, np.ndarray)}
         meta = {k: v for k, v in value.items() if not isinstance(v, np.ndarray)}
-        path = self._path(model_id, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, __json__=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        self._write_atomic(self._path(model_id, key),
+                           lambda fh: np.savez(fh, __json__=np.array(json.dumps(meta, sort_keys=True)), **arrays))
 
     # -- bulky single arrays (e.g. LPIPS feature maps): one .npy per entry, read from disk, never kept in memory
-    def _array_path(self, model_id: str, key: str) -> Path:
-        assert self.root is not None
-        return self.root / _safe(model_id) / key[:2] / f"{key}.npy"
-
     def get_array(self, model_id: str, key: str) -> np.ndarray | None:
         """A cached array or None (counted in ``hits``/``misses``). A memory-only cache keeps them in memory."""
         if self.root is None:
             value = self._mem.get((model_id, key), {}).get("__array__")
         else:
             try:
-                value = np.load(self._array_path(model_id, key), allow_pickle=False)
+                value = np.load(self._path(model_id, key, ".npy"), allow_pickle=False)
             except (OSError, ValueError):
                 value = None  # absent or corrupt entry: recompute
         if value is None:
@@ -142,13 +143,5 @@ class Cache:
         if self.root is None:
             self._mem[(model_id, key)] = {"__array__": value}
             return
-        path = self._array_path(model_id, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(value), allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        arr = np.ascontiguousarray(value)
+        self._write_atomic(self._path(model_id, key, ".npy"), lambda fh: np.save(fh, arr, allow_pickle=False))

@@ -86,3 +86,14 @@ class TinyHooksSR(TinySR):
     def configure_optimizers(self, model: Any, config: Mapping[str, Any], total_steps: int) -> Any:
         self.total_steps = total_steps
         return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.5), None
+
+
+class TinyInitSR(TinySR):
+    """TinySR whose build_model reports initial weights it loaded (``init_report``, recorded in run.json)."""
+
+    name = "tiny-init-test"
+
+    def build_model(self, scale: int, config: Mapping[str, Any]) -> nn.Module:
+        model = super().build_model(scale, config)
+        model.init_report = {"esrgan_init": "w.safetensors", "sha256": "ab" * 32, "loaded_tensors": 6}
+        return model
