@@ -48,7 +48,7 @@ class Batch:
     ids: list[str]
     lr: Any  # torch.Tensor [B,3,s,s], s = hr_size // scale (or any size for arbitrary-scale methods)
     upsampled: Any  # torch.Tensor [B,3,hr_size,hr_size]: the protocol's bicubic upsampling of lr
-    scale: int
+    scale: int  # 0 in a multi-resolution "native" cell: lr is any size (read it from lr.shape)
     hr_size: int = 128
     priors: dict[str, Any] = field(default_factory=dict)  # e.g. {"landmarks478": Tensor[B,478,3]}
 

@@ -8,6 +8,11 @@ where the method is significantly worse than the best (paired test on the same i
 from ``profile.json``, see :mod:`fsrbench.report.profile`), N and the failure count (last column).  A second
 table holds every other summary number; then the face-model ids, notes and the methods that could not run.
 
+Multi-resolution runs (``fsrbench run --multires MR8``, docs/multires.md) get one board per dataset instead:
+every method and model scale in one table over all (image, LR size) pairs (a fixed-scale method appears once
+per model, e.g. ``edsr (x8 model)``), followed by one table per headline metric with a column per LR size
+(:func:`merge_multires`, :func:`multires_tables`).
+
 Inputs: ``metrics.json`` (required), ``per_image.csv`` (for the significance marks; without it no marks),
 ``profile.json`` (optional).  Formats: markdown (:func:`render_markdown`), CSV (:func:`render_csv`, one row
 per method x summary), LaTeX (:func:`render_latex`); :func:`render_compare_reported` puts the papers'
@@ -389,6 +394,74 @@ def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: di
 
 
 # ------------------------------------------------------------------------------------------------
+# multi-resolution runs
+# ------------------------------------------------------------------------------------------------
+def multires_label(method: str, scale: int) -> str:
+    """Row label of a multi-resolution cell: the method, plus its model scale for fixed-scale methods."""
+    return f"{method} (x{int(scale)} model)" if int(scale) else method
+
+
+def merge_multires(doc: dict[str, Any], per_image: Any = None) -> tuple[dict[str, Any], Any]:
+    """Put every cell of a multi-resolution dataset on one board (scale 0), methods relabelled with their model
+    scale; ``doc["multires"][dataset]`` keeps the set, the LR sizes and each row's per-size means."""
+    mr = {c["dataset"]: c["multires"] for c in doc.get("cells", []) if c.get("multires")}
+    if not mr:
+        return doc, per_image
+    cells, info = [], {}
+    for c in doc.get("cells", []):
+        if c["dataset"] in mr:
+            label = multires_label(c["method"], c["scale"])
+            d = info.setdefault(c["dataset"], {"set": mr[c["dataset"]]["set"],
+                                               "lr_sizes": list(mr[c["dataset"]]["lr_sizes"]), "rows": {}})
+            d["rows"][label] = c.get("by_lr_size", {})
+            c = dict(c, method=label, scale=0)
+        cells.append(c)
+    skipped = [dict(s, method=multires_label(s["method"], s["scale"]), scale=0) if s["dataset"] in mr else s
+               for s in doc.get("skipped", [])]
+    doc = dict(doc, cells=cells, skipped=skipped, multires=info)
+    if per_image is not None and len(per_image):
+        per_image = per_image.copy()
+        sel = per_image["dataset"].isin(list(mr))
+        if sel.any():
+            per_image.loc[sel, "method"] = [multires_label(m, s) for m, s in
+                                            zip(per_image.loc[sel, "method"], per_image.loc[sel, "scale"])]
+            per_image.loc[sel, "scale"] = 0
+    return doc, per_image
+
+
+def multires_tables(board: Board, info: dict[str, Any]) -> list[str]:
+    """Markdown: one table per headline metric, a row per method, a column per LR size (+ all pairs)."""
+    sizes = sorted(int(s) for s in info["lr_sizes"])
+    lines: list[str] = []
+    for key in board.headline:
+        col = PER_IMAGE_COLUMN.get(key, key)
+        table = {m: info["rows"].get(m, {}) for m in board.methods}
+        if not any(col in r.get(str(s), {}) for r in table.values() for s in sizes):
+            continue
+        hib = board.direction.get(key, True)
+        best = {}
+        for s in sizes:
+            vals = [r[str(s)][col] for m, r in table.items() if m not in REFERENCE_METHODS
+                    and col in r.get(str(s), {}) and math.isfinite(r[str(s)][col])]
+            if len(vals) >= 2:
+                best[s] = max(vals) if hib else min(vals)
+        digits = 4 if key in ("ssim", "lpips") else 2
+        rows = []
+        for m in board.methods:
+            r = table[m]
+            out = [m]
+            for s in sizes:
+                v = r.get(str(s), {}).get(col)
+                txt = "—" if v is None else f"{v:.{digits}f}"
+                out.append(f"**{txt}**" if v is not None and best.get(s) == v else txt)
+            out.append(cell_text(board, m, key))
+            rows.append(out)
+        head = [f"{key} {'↑' if hib else '↓'} by LR size"] + [f"{s}²" for s in sizes] + ["all pairs"]
+        lines += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------
 # renderers
 # ------------------------------------------------------------------------------------------------
 def cell_text(board: Board, method: str, key: str, markup: str = "md") -> str:
@@ -474,11 +547,22 @@ def _preamble(metrics_doc: dict[str, Any], title: str | None, profile: dict[str,
 def render_boards_markdown(boards: list[Board], metrics_doc: dict[str, Any], title: str | None = None,
                            profile: dict[str, Any] | None = None) -> str:
     lines = _preamble(metrics_doc, title, profile)
+    multires = metrics_doc.get("multires", {})
     for b in boards:
-        lines += [f"## {b.dataset} — x{b.scale} (N = {b.n})", ""]
+        mr = multires.get(b.dataset) if b.scale == 0 else None
+        if mr:
+            sizes = ", ".join(str(s) for s in mr["lr_sizes"])
+            lines += [f"## {b.dataset} — every LR size of {mr['set']} ({sizes}) (N = {b.n} pairs)", "",
+                      "Any-scale methods see each LR at its own size; a fixed-scale method's model is fed the LR "
+                      "bicubic-resized to its input size, or upsampled to 128² for methods on upsampled input "
+                      "(UFVNet Tables I–II). PSNR/SSIM crop round(128/s) pixels per side for every method.", ""]
+        else:
+            lines += [f"## {b.dataset} — x{b.scale} (N = {b.n})", ""]
         if b.methods:
             h, rows = main_table(b)
             lines += [tabulate(rows, headers=h, tablefmt="github", disable_numparse=True), ""]
+            if mr:
+                lines += multires_tables(b, mr)
             if b.extra:
                 h, rows = extra_table(b)
                 lines += ["All other summaries:", "", tabulate(rows, headers=h, tablefmt="github", disable_numparse=True), ""]
@@ -498,6 +582,7 @@ def render_boards_markdown(boards: list[Board], metrics_doc: dict[str, Any], tit
 
 def render_markdown(metrics_doc: dict[str, Any], title: str | None = None, per_image: Any = None,
                     profile: dict[str, Any] | None = None) -> str:
+    metrics_doc, per_image = merge_multires(metrics_doc, per_image)
     boards = build_boards(metrics_doc, per_image, profile)
     return render_boards_markdown(boards, metrics_doc, title, profile)
 
@@ -687,6 +772,7 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Any, dict[str, Any] |
 def leaderboard(run_dir: str | Path, title: str | None = None, fmt: str = "md", compare_reported: bool = False,
                 reported_dataset: str | None = None, significance_tests: bool = True) -> str:
     doc, per_image, profile = load_run(run_dir)
+    doc, per_image = merge_multires(doc, per_image)
     boards = build_boards(doc, per_image if significance_tests else None, profile)
     if fmt == "csv":
         return render_csv(boards)

@@ -35,6 +35,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
                    help="autocast precision for SR inference (for GPUs; default none = float32). Part of every "
                         "cell key: AMP results never mix with float32 ones")
+    p.add_argument("--multires", default=None, metavar="MR3|MR7|MR8",
+                   help="multi-resolution evaluation (UFVNet protocol): every image at every LR size of the set "
+                        "(MR8: 8,16,...,64). Any-scale methods get each LR natively; fixed-scale methods are "
+                        "evaluated with their model for each of --scales on the same inputs (docs/multires.md)")
     p.add_argument("--force", action="store_true", help="recompute finished cells")
     p.add_argument("--strict", action="store_true", help="exit 1 if any image failed or any method was skipped")
     p.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH", help="weights file for a method")
@@ -102,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
         weights=_kv(args.weights, "--weights"), checkpoint_dir=args.checkpoint_dir, plugins=args.plugin,
         save_sr=not args.no_save_sr, limit=args.limit, seed=args.seed, metric_options=metric_options,
         dataset_options=dataset_options, cache_dir=args.cache_dir, progress=not args.no_progress,
-        amp=args.amp)
+        amp=args.amp, multires=args.multires)
     result = run(spec)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 prints and writes everything

@@ -11,8 +11,9 @@ same images; training draws one rate uniformly per image per iteration, :func:`d
 ``CelebA-MR8`` = :class:`MultiRes` over ``CelebA(split="test")`` with ``"MR8"`` etc.
 
 LR at size s = :func:`fsrbench.imageio.make_lr` (PIL bicubic on uint8 HR) with ``size=s``; most rates do
-not divide 128 into an integer scale, so a runner must call methods that declare ``any_scale=True`` with
-the LR tensor and report ``lr_size`` per row (the evaluation side belongs to the runner).
+not divide 128 into an integer scale. The evaluation side is the runner's ``--multires`` mode
+(``fsrbench.engine.runner``, docs/multires.md): any-scale methods get each LR natively, fixed-scale models the
+same LR resized to their input, and every row records its ``lr_size``.
 """
 from __future__ import annotations
 

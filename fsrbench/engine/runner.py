@@ -40,11 +40,18 @@ import pandas as pd
 from fsrbench import registry as reg
 from fsrbench.api import Batch, CellContext, DataError, Dataset, Method, Metric, Unavailable
 from fsrbench.engine.cache import Cache
+from fsrbench.data.multires import MultiRes, pair_id, split_pair_id
 from fsrbench.engine.dist import Group, local_rank
 from fsrbench.imageio import atomic_write_bytes, make_lr, read_image, tensor_to_uint8, to_tensor, upsample, write_png
 from fsrbench.protocols import Protocol, get_protocol
 
 ID_COLUMNS = ["dataset", "scale", "method", "image_id"]
+# Multi-resolution runs (--multires): how an LR of any size s reaches each kind of method (version of the rule,
+# part of every multi-resolution cell key).  any_scale methods: the LR itself (cell scale 0, "native");
+# fixed-scale methods, cell scale S: the LR is PIL-bicubic resized to the model's input size 128/S ("FR" input,
+# UFVNet Table I) and methods with input="upsampled" receive the LR bicubic-upsampled straight to 128 ("OR"
+# input, Table II).  Metrics crop round(128/s) pixels per side for every method (protocols that crop `scale`).
+MULTIRES_INPUTS = "v1: native | fr: pil-bicubic lr->128/S | or: pil-bicubic lr->128; crop round(128/s)"
 STATUS_COLUMNS = ["status", "error", "note"]
 
 
@@ -73,6 +80,7 @@ class RunSpec:
     cache_dir: str | None = None  # analysis cache (default ~/.cache/fsrbench or $FSRBENCH_CACHE)
     progress: bool = True
     amp: str = "none"  # autocast precision for SR inference: none | bf16 | fp16 (part of every cell key)
+    multires: str | None = None  # MR3 | MR7 | MR8: every image at every LR size of the set (UFVNet protocol)
 
 
 @dataclass
@@ -301,6 +309,10 @@ class Runner:
         self.cache = Cache(spec.cache_dir) if spec.cache_dir else Cache()
         for s in spec.scales:
             self.protocol.lr_size(s)
+        if spec.multires:
+            from fsrbench.data.multires import lr_sizes
+
+            lr_sizes(spec.multires)  # unknown set names fail here, before any work
         self.skipped: list[dict[str, Any]] = []
         self.metric_skipped: list[dict[str, Any]] = []
         self.computed: list[tuple[str, int, str]] = []
@@ -395,11 +407,17 @@ class Runner:
             ds = open_dataset(dspec, **self.spec.dataset_options)
             for f, why in ds.skipped:
                 self.log(f"{ds.display_name}: skipped {f}: {why}")
+            if self.spec.multires:
+                from fsrbench.data.multires import MultiRes
+
+                ds = MultiRes(ds, self.spec.multires)
             datasets.append(ds)
         self._write_run_json(metrics, method_names, datasets, started=t0, finished=None)
-        plan = [(ds, s, m) for ds in datasets for s in self.spec.scales for m in method_names]
+        plan = [(ds, s, m) for ds in datasets for m in method_names for s in self._cell_scales(m)]
+        plan.sort(key=lambda c: (datasets.index(c[0]), c[1], method_names.index(c[2])))
         self.log(f"fsrbench run: {len(datasets)} dataset(s) x {len(self.spec.scales)} scale(s) x "
-                 f"{len(method_names)} method(s) = {len(plan)} cells; metrics: "
+                 f"{len(method_names)} method(s) = {len(plan)} cells"
+                 f"{f' (multi-resolution {self.spec.multires.upper()})' if self.spec.multires else ''}; metrics: "
                  f"{', '.join(m.name for m in metrics)}; protocol {self.protocol.id} ({self.protocol.short_hash}); "
                  f"results in {self.out}")
         for ds, scale, mname in plan:
@@ -410,6 +428,27 @@ class Runner:
         result = self._gather()
         self._write_run_json(metrics, method_names, datasets, started=t0, finished=time.time())
         return result
+
+    def _cell_scales(self, name: str) -> list[int]:
+        """The cells of a method. Multi-resolution runs give an ``any_scale`` method one cell, ``scale = 0``
+        ("native": each LR at its own size), and a fixed-scale method one cell per model scale of
+        ``--scales`` (its x4 model, its x8 model, ... on the same inputs: UFVNet Tables I-II)."""
+        if not self.spec.multires:
+            return list(self.spec.scales)
+        try:
+            cls = reg.methods.get(name)
+        except reg.PluginLoadError:
+            return list(self.spec.scales)[:1]  # reported as skipped once, by _method
+        return [0] if getattr(cls, "any_scale", False) else list(self.spec.scales)
+
+    def _cell_ids(self, ds: Dataset) -> list[str]:
+        """The images of a cell; ``--limit N`` keeps the first N images (of a multi-resolution set: the first N
+        base images at every LR size).  Multi-resolution cells run size by size (batches of one LR size)."""
+        if isinstance(ds, MultiRes):
+            base = ds.base.ids()[: self.spec.limit] if self.spec.limit else ds.base.ids()
+            return [pair_id(i, s) for s in ds.sizes for i in base]
+        ids = ds.ids()
+        return ids[: self.spec.limit] if self.spec.limit else ids
 
     def _cell_key(self, ds: Dataset, ids: list[str], scale: int, method: str, m: Method,
                   metrics: list[Metric]) -> str:
@@ -425,14 +464,14 @@ class Runner:
         }
         if self.spec.amp != "none":  # fp32 keys stay as they were (stored results keep their keys)
             key["amp"] = self.spec.amp
+        if isinstance(ds, MultiRes):  # how LR of any size reaches each kind of method (docs/multires.md)
+            key["multires_inputs"] = MULTIRES_INPUTS
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
     def _run_cell(self, ds: Dataset, scale: int, mname: str, metrics: list[Metric]) -> None:
         dname = ds.display_name
         cdir = self.cell_dir(dname, scale, mname)
-        ids = ds.ids()
-        if self.spec.limit:
-            ids = ids[: self.spec.limit]
+        ids = self._cell_ids(ds)
         method, why = self._method(mname, scale)
         if method is None:
             self.skipped.append({"dataset": dname, "scale": scale, "method": mname, "reason": why})
@@ -467,7 +506,12 @@ class Runner:
         rows.sort(key=lambda r: order[r["image_id"]])
         failures.sort(key=lambda f: order[f["image_id"]])
         columns = [c for m in metrics for c in m.column_names()]
-        table = pd.DataFrame(rows, columns=ID_COLUMNS + STATUS_COLUMNS + columns)
+        id_columns = list(ID_COLUMNS)
+        if isinstance(ds, MultiRes):
+            id_columns.append("lr_size")
+            for r in rows:
+                r["lr_size"] = split_pair_id(r["image_id"])[1]
+        table = pd.DataFrame(rows, columns=id_columns + STATUS_COLUMNS + columns)
         ctx = CellContext(dataset=dname, scale=scale, method=mname, protocol=self.protocol, device=self.device,
                           cache=self.cache, options=dict(self.spec.metric_options, seed=self.spec.seed))
         ok = table[table["status"] == "ok"]
@@ -497,6 +541,10 @@ class Runner:
         }
         if self.spec.amp != "none":
             summary["amp"] = self.spec.amp
+        if isinstance(ds, MultiRes):
+            summary["multires"] = {"set": ds.mr, "lr_sizes": list(ds.sizes), "inputs": MULTIRES_INPUTS,
+                                   "model_scale": scale or None, "input": getattr(method, "input", "lr")}
+            summary["by_lr_size"] = by_lr_size(ok, columns)
         tmp = Path(tempfile.mkdtemp(dir=self.out, prefix=".cell-"))
         try:
             write_csv_atomic(tmp / "per_image.csv", table)
@@ -559,7 +607,7 @@ class Runner:
                     if smp.hr.shape != (self.protocol.hr_size, self.protocol.hr_size, 3) or smp.hr.dtype != np.uint8:
                         raise DataError(f"{sid}: HR must be uint8 {self.protocol.hr_size}x{self.protocol.hr_size}x3, "
                                         f"got {smp.hr.dtype} {smp.hr.shape}")
-                    good.append((sid, smp.hr, dict(smp.meta, _lr=self._given_lr(ds, sid, scale))))
+                    good.append((sid, smp.hr, dict(smp.meta, _lr=self._given_lr(ds, sid, scale, smp.meta))))
                 except (DataError, OSError, ValueError) as exc:
                     failures.append({"image_id": sid, "reason": f"data: {exc}"})
                     rows.append(self._row(dname, scale, mname, sid, "failed", f"data: {exc}", "", {}, columns))
@@ -572,8 +620,11 @@ class Runner:
         return rows, failures, notes
 
     @staticmethod
-    def _given_lr(ds: Dataset, sid: str, scale: int) -> np.ndarray | None:
-        """A dataset may ship its own LR images (e.g. DIC's released PNGs): use them instead of make_lr."""
+    def _given_lr(ds: Dataset, sid: str, scale: int, meta: dict[str, Any]) -> np.ndarray | None:
+        """A dataset may ship its own LR images (e.g. DIC's released PNGs): use them instead of make_lr.
+        A multi-resolution pair carries its LR (of its own size) in ``meta["lr"]``."""
+        if isinstance(ds, MultiRes):
+            return meta["lr"]
         fn = getattr(ds, "lr", None)
         return fn(sid, scale) if callable(fn) else None
 
@@ -605,8 +656,7 @@ class Runner:
         import torch
 
         given_lr = given_lr or [None] * len(sids)
-        lr = np.stack([g if g is not None else make_lr(h, scale) for h, g in zip(hr, given_lr)])
-        up = np.stack([upsample(x, self.protocol.hr_size) for x in lr])
+        lr, up = self._inputs(method, hr, given_lr, scale)
         batch = Batch(ids=list(sids), lr=to_tensor(lr, self.device), upsampled=to_tensor(up, self.device),
                       scale=scale, hr_size=self.protocol.hr_size, priors=self._test_priors(method, hr, lr, up))
         with autocast_context(self.device, self.spec.amp):
@@ -631,8 +681,43 @@ class Runner:
                 notes.append("")
         return tensor_to_uint8(torch.nan_to_num(out)), notes
 
+    def _inputs(self, method: Method, hr: np.ndarray, given_lr: list[np.ndarray | None],
+                scale: int) -> tuple[np.ndarray, np.ndarray]:
+        """(LR batch, upsampled batch) a method receives; see MULTIRES_INPUTS for LR of other sizes."""
+        size = self.protocol.hr_size
+        lr, up = [], []
+        for h, g in zip(hr, given_lr):
+            if g is None:
+                x = make_lr(h, scale)
+                lr.append(x)
+                up.append(upsample(x, size))
+            elif scale == 0 or g.shape[0] == size // scale:  # native LR, or already the model's input size
+                lr.append(g)
+                up.append(upsample(g, size))
+            else:  # multi-resolution pair for a fixed-scale model
+                x = make_lr(g, size=size // scale)
+                lr.append(x)
+                up.append(upsample(g if getattr(method, "input", "lr") == "upsampled" else x, size))
+        return np.stack(lr), np.stack(up)
+
     def _score_batch(self, good: list[tuple[str, np.ndarray, dict[str, Any]]], scale: int, mname: str,
                      method: Method, metrics: list[Metric], srdir: Path, columns: list[str],
+                     failures: list[dict[str, Any]], notes_out: list[str], dname: str) -> list[dict[str, Any]]:
+        """Score one batch; a multi-resolution batch is scored per LR size (one tensor size per forward pass,
+        metrics crop round(hr/s) pixels for every method)."""
+        if not any("lr_size" in g[2] for g in good):
+            return self._score_group(good, scale, scale, mname, method, metrics, srdir, columns, failures,
+                                     notes_out, dname)
+        rows: list[dict[str, Any]] = []
+        for size in dict.fromkeys(int(g[2]["lr_size"]) for g in good):
+            group = [g for g in good if int(g[2]["lr_size"]) == size]
+            metric_scale = max(1, round(self.protocol.hr_size / size))
+            rows += self._score_group(group, scale, metric_scale, mname, method, metrics, srdir, columns,
+                                      failures, notes_out, dname)
+        return rows
+
+    def _score_group(self, good: list[tuple[str, np.ndarray, dict[str, Any]]], scale: int, metric_scale: int,
+                     mname: str, method: Method, metrics: list[Metric], srdir: Path, columns: list[str],
                      failures: list[dict[str, Any]], notes_out: list[str], dname: str) -> list[dict[str, Any]]:
         sids = [g[0] for g in good]
         hr = np.stack([g[1] for g in good])
@@ -672,7 +757,7 @@ class Runner:
         ok = [i for i in range(len(sids)) if not errors[i]]
         values: list[dict[str, Any]] = [{} for _ in sids]
         if ok:
-            ctx = CellContext(dataset=dname, scale=scale, method=mname, protocol=self.protocol,
+            ctx = CellContext(dataset=dname, scale=metric_scale, method=mname, protocol=self.protocol,
                               device=self.device, cache=self.cache,
                               options=dict(self.spec.metric_options, seed=self.spec.seed),
                               meta=[good[i][2] for i in ok], ids=[sids[i] for i in ok])
@@ -747,6 +832,20 @@ class Runner:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished)) if finished else None,
         }
         atomic_write_bytes(self.out / "run.json", json_bytes(doc))
+
+
+def by_lr_size(ok: pd.DataFrame, columns: list[str]) -> dict[str, dict[str, float]]:
+    """Mean of every numeric metric column per LR size (finite values only) of a multi-resolution cell."""
+    out: dict[str, dict[str, float]] = {}
+    for size, part in ok.groupby("lr_size", sort=True):
+        row: dict[str, float] = {"n": int(len(part))}
+        for c in columns:
+            v = pd.to_numeric(part[c], errors="coerce").to_numpy(dtype=np.float64)
+            v = v[np.isfinite(v)]
+            if v.size:
+                row[c] = float(v.mean())
+        out[str(int(size))] = row
+    return out
 
 
 def _jsonable(o: Any) -> Any:

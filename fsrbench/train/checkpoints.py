@@ -289,8 +289,8 @@ def load_weights(model: torch.nn.Module, path: str | Path, device: Any = "cpu") 
                           f"safetensors.torch.save_file(state_dict, 'weights.safetensors')") from exc
 
 
-def find_cards(root: str | Path, method: str, scale: int) -> list[dict[str, Any]]:
-    """All weight cards under ``root`` (recursively) for (method, scale)."""
+def find_cards(root: str | Path, method: str, scale: int | None) -> list[dict[str, Any]]:
+    """All weight cards under ``root`` (recursively) for (method, scale); ``scale=None``: any scale."""
     r = Path(root)
     if not r.is_dir():
         return []
@@ -300,7 +300,7 @@ def find_cards(root: str | Path, method: str, scale: int) -> list[dict[str, Any]
             card = read_card(p)
         except ValueError:
             continue
-        if card.get("method") == method and int(card.get("scale", -1)) == int(scale):
+        if card.get("method") == method and (scale is None or int(card.get("scale", -1)) == int(scale)):
             out.append(card)
     return out
 
@@ -334,13 +334,21 @@ def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | N
     """
     opts = dict(options or {})
     name = getattr(method, "name", "") or type(method).__name__
+    # An any-scale method (one model for every LR size, e.g. UFVNet) is trained under some --scale but its
+    # weights serve every scale: its cards are looked up at ``scale`` first, then at any scale.
+    any_scale = bool(getattr(method, "any_scale", False))
+
+    def lookup(root: Path) -> dict[str, Any] | None:
+        hit = select_card(find_cards(root, name, scale), prefer) if scale else None
+        return hit or (select_card(find_cards(root, name, None), prefer) if any_scale else None)
+
     card: dict[str, Any] | None = None
     wfile: Path | None = None
     prefer = str(opts.get("checkpoint", "best"))
     if weights:
         wp = Path(weights).expanduser()
         if wp.is_dir():
-            card = select_card(find_cards(wp, name, scale), prefer)
+            card = lookup(wp)
             if card is None:
                 raise Unavailable(f"no trained weights for {name} x{scale} under {wp}; "
                                   f"train with: {train_command(name, scale)} --out {wp}")
@@ -358,12 +366,12 @@ def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | N
             raise FileNotFoundError(f"--weights {name}={wp}: no such file or directory")
     else:
         root = Path(opts.get("checkpoint_dir") or os.environ.get("FSRBENCH_CHECKPOINTS") or DEFAULT_CHECKPOINT_DIR)
-        card = select_card(find_cards(root, name, scale), prefer)
+        card = lookup(root)
         if card is None:
             raise Unavailable(f"no trained weights for {name} x{scale} (searched {root}); "
-                              f"train with: {train_command(name, scale)}")
+                              f"train with: {train_command(name, scale or 8)}")
     if card is not None:
-        if card.get("method") != name or int(card.get("scale", -1)) != int(scale):
+        if card.get("method") != name or (int(card.get("scale", -1)) != int(scale) and not any_scale):
             raise ValueError(f"{card['_path']}: weights are for {card.get('method')} x{card.get('scale')}, "
                              f"not {name} x{scale}")
         wfile = verify(card)
@@ -374,6 +382,8 @@ def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | N
         config = resolve_config(method, "default")
         card = {"format": None, "method": name, "scale": int(scale), "weights": str(wfile),
                 "sha256": sha256_file(wfile), "kind": "external", "_path": None}
+    if any_scale and card.get("scale") is not None:
+        scale = int(card["scale"])  # built as trained
     model = method.build_model(scale, config)
     try:
         load_weights(model, wfile, "cpu")

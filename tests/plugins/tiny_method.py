@@ -97,3 +97,11 @@ class TinyInitSR(TinySR):
         model = super().build_model(scale, config)
         model.init_report = {"esrgan_init": "w.safetensors", "sha256": "ab" * 32, "loaded_tensors": 6}
         return model
+
+
+class TinyAnySR(TinySR):
+    """TinySR declared ``any_scale`` (one model for every LR size, like UFVNet): trained under one --scale,
+    its weights serve every scale and multi-resolution "native" cells."""
+
+    name = "tiny-any-test"
+    any_scale = True
