@@ -36,7 +36,7 @@ def store_results(run_dir: str | Path, name: str, title: str | None = None, comp
     if (src / "per_image.csv").is_file():
         df = pd.read_csv(src / "per_image.csv", keep_default_na=False, na_values=["nan", "NaN", ""], low_memory=False,
                          dtype={"image_id": str, "error": str, "note": str, "status": str})
-        cols = [c for c in df.columns if c in ID_COLUMNS or (c.startswith(KEEP_PREFIXES) and not c.endswith("_reason"))]
+        cols = [c for c in df.columns if c in ID_COLUMNS or c == "lr_size" or (c.startswith(KEEP_PREFIXES) and not c.endswith("_reason"))]
         data = df[cols].to_csv(index=False, lineterminator="\n", float_format="%.6g").encode()
         with open(dst / "per_image.csv.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0,
                                                                           filename="") as fh:

@@ -21,5 +21,5 @@ if [ "$what" = 1 ] || [ "$what" = all ]; then
 fi
 if [ "$what" = 2 ] || [ "$what" = all ]; then
   train cpu-evidence-2 ufvnet-2 \
-    --set 'init_from=[runs/evidence/ckpt/ufvnet-1a/best.safetensors,runs/evidence/ckpt/ufvnet-1b/best.safetensors]'
+    --set 'init_from=[runs/evidence/ckpt/ufvnet-1a/best.safetensors,runs/evidence/ckpt/ufvnet-1b/step_00000300.safetensors]'
 fi

@@ -23,11 +23,9 @@ class ProbeLR(Method):
         return F.interpolate(batch.lr, size=(batch.hr_size, batch.hr_size), mode="nearest")
 
 
-class ProbeUp(Method):
+class ProbeUp(ProbeLR):
     name = "probe-up"
-    scales = (4, 8)
     input = "upsampled"
-    in_all = False
 
     def super_resolve(self, batch: Batch) -> Any:
         return batch.upsampled
