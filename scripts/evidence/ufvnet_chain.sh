@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # UFVNet evidence of learning (docs/evidence.md): stage 1a (anchors) and 1b (regressor) side by side, one thread
-# each, then stage 2 from both; faces-train -> faces-val. Usage: ufvnet_chain.sh [1|2|all]
+# each, then stage 2 from both on two threads; faces-train -> faces-val. Usage: ufvnet_chain.sh [1|2|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p runs/evidence/ckpt runs/evidence/logs
@@ -20,6 +20,6 @@ if [ "$what" = 1 ] || [ "$what" = all ]; then
   train cpu-evidence-1a ufvnet-1a & train cpu-evidence-1b ufvnet-1b & wait
 fi
 if [ "$what" = 2 ] || [ "$what" = all ]; then
-  train cpu-evidence-2 ufvnet-2 \
+  OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 train cpu-evidence-2 ufvnet-2 \
     --set 'init_from=[runs/evidence/ckpt/ufvnet-1a/best.safetensors,runs/evidence/ckpt/ufvnet-1b/step_00000300.safetensors]'
 fi
