@@ -57,3 +57,21 @@ scripts/evidence/eval_full.sh bicubic,edsr,srcnn,sparnet,fsrnet,affectsrnet,affe
 .venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval-all evidence-faces-val \
   --title "evidence of learning, every metric: faces-train (UTKFace, 5,000) -> faces-val (300), CPU budgets of the cpu-evidence presets"
 .venv/bin/python scripts/regenerate_leaderboards.py --check
+
+# ---- session 3 (2026-11-24, 09:30-11:30 UTC, same machine): UFVNet (issue 10) and multi-resolution evaluation --
+# comparators on every MR8 LR size first (their checkpoints are the ones above), while stage 1 trains
+scripts/evidence/eval_multires.sh bicubic,srcnn,edsr,sparnet
+scripts/evidence/ufvnet_chain.sh 1      # 1a (anchors, 45.7 min) || 1b (regressor, 8.3 min), 1 thread each
+.venv/bin/python scripts/evidence/ufvnet_regressor.py runs/evidence/ckpt/ufvnet-1b/step_00000300.safetensors
+scripts/evidence/ufvnet_chain.sh 2      # stage 2 from both, 2 threads (54.7 min)
+.venv/bin/python scripts/evidence/ufvnet_regressor.py runs/evidence/ckpt/ufvnet-2/best.safetensors
+# the two evaluations ran side by side
+scripts/evidence/eval_multires.sh bicubic,srcnn,edsr,sparnet,ufvnet
+WEIGHTS=ufvnet=runs/evidence/ckpt/ufvnet-2/best.safetensors scripts/evidence/eval_full.sh ufvnet 4,8 all runs/evidence/eval-all
+.venv/bin/python scripts/evidence/paired_vs_bicubic.py runs/evidence/eval-mr8
+.venv/bin/python scripts/evidence/paired_vs_bicubic.py runs/evidence/eval-all
+.venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval-all evidence-faces-val \
+  --title "evidence of learning, every metric: faces-train (UTKFace, 5,000) -> faces-val (300), CPU budgets of the cpu-evidence presets"
+.venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval-mr8 evidence-faces-val-mr8 \
+  --title "evidence of learning across input resolutions: faces-train (UTKFace, 5,000) -> first 100 faces-val images at every MR8 LR size (800 pairs), CPU budgets of the cpu-evidence presets"
+.venv/bin/python scripts/regenerate_leaderboards.py --check
