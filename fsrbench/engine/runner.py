@@ -39,8 +39,8 @@ import pandas as pd
 
 from fsrbench import registry as reg
 from fsrbench.api import Batch, CellContext, DataError, Dataset, Method, Metric, Unavailable
+from fsrbench.data.multires import MultiRes, lr_sizes, pair_id, split_pair_id
 from fsrbench.engine.cache import Cache
-from fsrbench.data.multires import MultiRes, pair_id, split_pair_id
 from fsrbench.engine.dist import Group, local_rank
 from fsrbench.imageio import atomic_write_bytes, make_lr, read_image, tensor_to_uint8, to_tensor, upsample, write_png
 from fsrbench.protocols import Protocol, get_protocol
@@ -310,8 +310,6 @@ class Runner:
         for s in spec.scales:
             self.protocol.lr_size(s)
         if spec.multires:
-            from fsrbench.data.multires import lr_sizes
-
             lr_sizes(spec.multires)  # unknown set names fail here, before any work
         self.skipped: list[dict[str, Any]] = []
         self.metric_skipped: list[dict[str, Any]] = []
@@ -408,8 +406,6 @@ class Runner:
             for f, why in ds.skipped:
                 self.log(f"{ds.display_name}: skipped {f}: {why}")
             if self.spec.multires:
-                from fsrbench.data.multires import MultiRes
-
                 ds = MultiRes(ds, self.spec.multires)
             datasets.append(ds)
         self._write_run_json(metrics, method_names, datasets, started=t0, finished=None)
