@@ -75,3 +75,10 @@ WEIGHTS=ufvnet=runs/evidence/ckpt/ufvnet-2/best.safetensors scripts/evidence/eva
 .venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval-mr8 evidence-faces-val-mr8 \
   --title "evidence of learning across input resolutions: faces-train (UTKFace, 5,000) -> first 100 faces-val images at every MR8 LR size (800 pairs), CPU budgets of the cpu-evidence presets"
 .venv/bin/python scripts/regenerate_leaderboards.py --check
+# last: FSRNet x4 (session 2 had cancelled it), the cpu-evidence preset on 2 threads (16.4 min), then scored
+OMP_NUM_THREADS=2 nice -n 10 .venv/bin/fsrbench train fsrnet --scale 4 --dataset folder:/work/shared/data/faces-train \
+  --val-dataset folder:/work/shared/data/faces-val --preset cpu-evidence --device cpu --no-progress \
+  --out runs/evidence/ckpt/fsrnet-x4
+scripts/evidence/eval_full.sh fsrnet 4 all runs/evidence/eval-all
+.venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval-all evidence-faces-val \
+  --title "evidence of learning, every metric: faces-train (UTKFace, 5,000) -> faces-val (300), CPU budgets of the cpu-evidence presets"
