@@ -338,9 +338,10 @@ def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | N
     # weights serve every scale: its cards are looked up at ``scale`` first, then at any scale.
     any_scale = bool(getattr(method, "any_scale", False))
 
-    def lookup(root: Path) -> dict[str, Any] | None:
-        hit = select_card(find_cards(root, name, scale), prefer) if scale else None
-        return hit or (select_card(find_cards(root, name, None), prefer) if any_scale else None)
+    def lookup(root: Path) -> dict[str, Any] | None:  # one scan of the directory
+        cards = find_cards(root, name, None if any_scale else scale)
+        exact = [c for c in cards if int(c.get("scale", -1)) == int(scale)]
+        return select_card(exact, prefer) or (select_card(cards, prefer) if any_scale else None)
 
     card: dict[str, Any] | None = None
     wfile: Path | None = None
