@@ -145,3 +145,15 @@ def test_any_scale_weights_trained_at_one_scale_serve_every_scale(tmp_path):
                       multires="MR3", limit=1, checkpoint_dir=str(tmp_path / "ck")), log=lambda m: None)
     assert sorted(res.computed) == [("demo-MR3", 0, "tiny-any-test"), ("demo-MR3", 8, "tiny-test")]
     assert (res.per_image["status"] == "ok").all() and len(res.per_image) == 6
+
+
+def test_stored_results_keep_lr_size_and_render_the_same_board(mr_run, tmp_path):
+    import pandas as pd
+
+    from fsrbench.report.boards import render_stored, store_results
+
+    spec, _ = mr_run
+    d = store_results(spec.out, "mr", root=tmp_path)
+    stored = pd.read_csv(d / "per_image.csv.gz")
+    assert sorted(set(stored["lr_size"])) == [16, 32, 64]
+    assert render_stored(d) == leaderboard(spec.out, title="mr")
