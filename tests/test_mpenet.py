@@ -376,3 +376,27 @@ def test_mpegan_starts_from_mpenet_weights_once(tmp_path):
     with pytest.raises(FileNotFoundError):
         ensure_init(MPEGANMethod().build_model(8, dict(cfg, init_from=str(tmp_path / "no.safetensors"))),
                     str(tmp_path / "no.safetensors"))
+
+
+def test_cpu_evidence_presets_keep_the_paper_network_and_losses():
+    from fsrbench.train.config import resolve_config
+
+    arch = ("features", "groups", "align_channels", "align_stacks", "w_rec", "w_align", "w_au")
+    for method, presets in ((MPENetMethod, ("cpu-evidence", "cpu-evidence-x8")),
+                            (MPEGANMethod, ("cpu-evidence", "cpu-evidence-x8"))):
+        d = resolve_config(method(), "default")
+        for preset in presets:  # stage 1 / GAN: the paper's network, losses and lr, from a trained start
+            e = resolve_config(method(), preset)
+            assert {k: e[k] for k in arch} == {k: d[k] for k in arch}
+            assert e["lr"] == d["lr"] == 1e-4 and e["require_init"]
+            assert e["steps"] and e["epochs"] is None and e["batch_size"] == 4 and "budget" in e
+    for preset in ("cpu-evidence-init", "cpu-evidence-init-x8"):  # stage 0: reconstruction only
+        e = resolve_config(MPENetMethod(), preset)
+        assert e["w_align"] == e["w_au"] == 0.0 and e["features"] == 48 and not e.get("require_init")
+
+
+def test_mpenet_stage_one_preset_needs_its_stage_zero_weights():
+    cfg = _config(MPENetMethod, require_init=True)
+    with pytest.raises(ValueError, match="init_from"):
+        MPENetMethod().build_model(8, cfg)
+    MPENetMethod().build_model(8, _config(MPENetMethod))  # the default preset trains from scratch

@@ -211,3 +211,24 @@ def test_configs():
     assert d["max_up"] == 8 and d["channels"] == 64 and d["batch_size"] == 4 and d["lr"] == 1e-4
     assert (d["pixel_weight"], d["parsing_weight"], d["key_weight"]) == (1.0, 1.0, 0.5)
     assert s["checkpoint"] and s["steps"] < d["steps"] and s["regions"] == d["regions"]
+    e = WNetMethod.load_config("cpu-evidence")
+    assert e["channels"] == 64 and e["max_up"] == 2 and e["tail_init"] == "zero" and e["steps"] == 200
+    assert d["tail_init"] == "torch"
+
+
+def test_zero_tail_starts_at_the_bicubic_input_and_still_learns():
+    torch.manual_seed(0)
+    net = build_wnet({"channels": 16, "parsing_branch": 8, "max_up": 2, "tail_init": "zero"})
+    x = torch.rand(2, 3, 64, 64)
+    sr, _ = net(x)
+    assert torch.equal(sr, x)  # SR = 0 + input at initialisation
+    # the tail's own gradient is not zero (features x upstream error), so one step moves the output
+    loss = ((sr - torch.rand_like(x)) ** 2).mean()
+    loss.backward()
+    assert net.tail.weight.grad.abs().sum() > 0
+    default = build_wnet({"channels": 16, "parsing_branch": 8, "max_up": 2})
+    assert not torch.equal(default(x)[0], x)
+    with pytest.raises(ValueError, match="global_residual"):
+        build_wnet({"channels": 16, "parsing_branch": 8, "max_up": 2, "tail_init": "zero", "global_residual": False})
+    with pytest.raises(ValueError, match="tail_init"):
+        build_wnet({"channels": 16, "parsing_branch": 8, "max_up": 2, "tail_init": "ones"})

@@ -178,6 +178,9 @@ class MPENetMethod(BaselineMethod):
     def build_model(self, scale: int, config: Mapping[str, Any]) -> nn.Module:
         if scale not in self.scales:
             raise ValueError(f"{self.name} supports ×8 (paper) and ×4 ([CHOICE]), not ×{scale}")
+        if bool(config.get("require_init", False)) and not config.get("init_from"):
+            raise ValueError("this preset continues a stage-0 MPENet run: set init_from to its weights, e.g. "
+                             "--set init_from=runs/evidence/init/mpenet-x8/best.safetensors")
         return MPENetModel(build_generator(scale, config))
 
     @staticmethod

@@ -138,7 +138,7 @@ class WNet(nn.Module):
                  pre_encoder_conv: bool = True, skips: bool = True, global_residual: bool = True,
                  parsing_kwargs: Mapping[str, Any] | None = None, lpf_kwargs: Mapping[str, Any] | None = None,
                  scab_kwargs: Mapping[str, Any] | None = None, checkpoint: bool = False,
-                 checkpoint_lpf: bool = True) -> None:
+                 checkpoint_lpf: bool = True, tail_init: str = "torch") -> None:
         super().__init__()
         if max_up < 2 or max_up & (max_up - 1):
             raise ValueError(f"max_up must be a power of two >= 2, got {max_up}")
@@ -157,6 +157,13 @@ class WNet(nn.Module):
         self.encoder = nn.ModuleList(EncoderLevel(c, scabs_per_level, scab_kwargs, lpf_kwargs) for _ in range(levels))
         self.decoder = nn.ModuleList(DecoderLevel(c, scabs_per_level, scab_kwargs) for _ in range(levels))
         self.tail = nn.Conv2d(c, 3, 3, padding=1)
+        if tail_init == "zero":  # start exactly at the global-residual input (bicubic): SR = 0 + x
+            if not global_residual:
+                raise ValueError("tail_init='zero' needs global_residual=True (the output would be all zeros)")
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
+        elif tail_init != "torch":
+            raise ValueError(f"tail_init must be 'torch' or 'zero', got {tail_init!r}")
         for m in self.modules():  # finer checkpointing inside every LPF (only with checkpoint=True)
             if isinstance(m, LPF):
                 m.inner_checkpoint = bool(checkpoint and checkpoint_lpf)
@@ -200,4 +207,5 @@ def build_wnet(config: Mapping[str, Any]) -> WNet:
                 scabs_per_level=int(g("scabs_per_level", 2)), pre_encoder_conv=bool(g("pre_encoder_conv", True)),
                 skips=bool(g("skips", True)), global_residual=bool(g("global_residual", True)),
                 parsing_kwargs=parsing_kwargs, lpf_kwargs=lpf_kwargs, scab_kwargs=scab_kwargs,
-                checkpoint=bool(g("checkpoint", False)), checkpoint_lpf=bool(g("checkpoint_lpf", True)))
+                checkpoint=bool(g("checkpoint", False)), checkpoint_lpf=bool(g("checkpoint_lpf", True)),
+                tail_init=str(g("tail_init", "torch")))

@@ -82,3 +82,23 @@ OMP_NUM_THREADS=2 nice -n 10 .venv/bin/fsrbench train fsrnet --scale 4 --dataset
 scripts/evidence/eval_full.sh fsrnet 4 all runs/evidence/eval-all
 .venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval-all evidence-faces-val \
   --title "evidence of learning, every metric: faces-train (UTKFace, 5,000) -> faces-val (300), CPU budgets of the cpu-evidence presets"
+
+# ---- session 4 (2026-11-24, 13:55-16:10 UTC, same machine): MPENet/MPEGAN (issue 8) and W-Net (issue 9) ------
+# first attempt, stopped (runs/evidence/stopped/mpenet-x{4,8}-joint-scratch): MPENet from scratch with the paper's
+# joint objective did not learn (SR3 at the bilinear skip after 200 x 4 steps at x4); a reconstruction-only
+# 60-step probe (/tmp, not kept) gave +0.43 dB on 40 faces-train images. Hence the two-stage chain below.
+# two chains side by side, 1 thread each
+# chain A: MPENet x8 (stage 0, stage 1), MPEGAN x8, then W-Net x4
+scripts/evidence/mpenet_chain.sh 8 all
+scripts/evidence/train_one.sh wnet 4
+# chain B: W-Net x8, then MPENet x4 (stage 0, stage 1), MPEGAN x4
+scripts/evidence/train_one.sh wnet 8
+scripts/evidence/mpenet_chain.sh 4 all
+# per-step outputs (paper Table 3 layout) and the full evaluation
+.venv/bin/python scripts/evidence/mpenet_steps.py 4
+.venv/bin/python scripts/evidence/mpenet_steps.py 8
+scripts/evidence/eval_full.sh mpenet,mpegan,wnet 4,8 all runs/evidence/eval-all
+.venv/bin/python scripts/evidence/paired_vs_bicubic.py runs/evidence/eval-all
+.venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval-all evidence-faces-val \
+  --title "evidence of learning, every metric: faces-train (UTKFace, 5,000) -> faces-val (300), CPU budgets of the cpu-evidence presets"
+.venv/bin/python scripts/regenerate_leaderboards.py --check
