@@ -212,7 +212,7 @@ def test_configs():
     assert (d["pixel_weight"], d["parsing_weight"], d["key_weight"]) == (1.0, 1.0, 0.5)
     assert s["checkpoint"] and s["steps"] < d["steps"] and s["regions"] == d["regions"]
     e = WNetMethod.load_config("cpu-evidence")
-    assert e["channels"] == 64 and e["max_up"] == 2 and e["tail_init"] == "zero" and e["steps"] == 200
+    assert e["channels"] == 64 and e["max_up"] == 2 and e["tail_init"] == "zero" and e["steps"] == 150
     assert d["tail_init"] == "torch"
 
 
