@@ -87,17 +87,21 @@ scripts/evidence/eval_full.sh fsrnet 4 all runs/evidence/eval-all
 # first attempt, stopped (runs/evidence/stopped/mpenet-x{4,8}-joint-scratch): MPENet from scratch with the paper's
 # joint objective did not learn (SR3 at the bilinear skip after 200 x 4 steps at x4); a reconstruction-only
 # 60-step probe (/tmp, not kept) gave +0.43 dB on 40 faces-train images. Hence the two-stage chain below.
-# two chains side by side, 1 thread each
-# chain A: MPENet x8 (stage 0, stage 1), MPEGAN x8, then W-Net x4
-scripts/evidence/mpenet_chain.sh 8 all
-scripts/evidence/train_one.sh wnet 4
-# chain B: W-Net x8, then MPENet x4 (stage 0, stage 1), MPEGAN x4
+# two chains side by side, 1 thread each, as they actually ran:
+# chain A: MPENet x8 stage 0 and stage 1 (its MPEGAN x8 step was stopped at start: MPENet x8 had failed), then W-Net x8
+scripts/evidence/mpenet_chain.sh 8 0
+scripts/evidence/mpenet_chain.sh 8 1
 scripts/evidence/train_one.sh wnet 8
+# chain B: W-Net x8 with the first preset (perceptual_weight 1.0, 200 steps; -0.56 dB on 100 faces-val images,
+# kept in runs/evidence/stopped/wnet-x8-perceptual1; the preset now has 0.002 and 150 steps), then MPENet x4
+# (stage 0, stage 1, MPEGAN x4), then W-Net x4
+scripts/evidence/train_one.sh wnet 8 cpu-evidence --set perceptual_weight=1.0 --set steps=200  # superseded
 scripts/evidence/mpenet_chain.sh 4 all
+scripts/evidence/train_one.sh wnet 4
 # per-step outputs (paper Table 3 layout) and the full evaluation
 .venv/bin/python scripts/evidence/mpenet_steps.py 4
-.venv/bin/python scripts/evidence/mpenet_steps.py 8
-scripts/evidence/eval_full.sh mpenet,mpegan,wnet 4,8 all runs/evidence/eval-all
+scripts/evidence/eval_full.sh mpenet,mpegan,wnet 4 all runs/evidence/eval-all   # (wnet x4 was run with 2 threads)
+scripts/evidence/eval_full.sh wnet 8 all runs/evidence/eval-all
 .venv/bin/python scripts/evidence/paired_vs_bicubic.py runs/evidence/eval-all
 .venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval-all evidence-faces-val \
   --title "evidence of learning, every metric: faces-train (UTKFace, 5,000) -> faces-val (300), CPU budgets of the cpu-evidence presets"
