@@ -95,6 +95,14 @@ class _RunningRates(nn.Module):
         return ((self.positives + 1.0) / (self.seen + 2.0)).float()
 
 
+def require_init_from(config: Mapping[str, Any], default: bool, what: str) -> None:
+    """Refuse to build a model whose config asks for initial weights (``require_init``, default ``default``)
+    but names none (``init_from``); ``what`` says what those weights are, for the error."""
+    if bool(config.get("require_init", default)) and not config.get("init_from"):
+        raise ValueError(f"{what}: set init_from to its weights, e.g. --set init_from=runs/mpenet-x8/best.safetensors "
+                         "(or require_init=false to train from scratch)")
+
+
 def ensure_init(model: nn.Module, path: Any, **kwargs: Any) -> bool:
     """Load the initial weights ``path`` into ``model`` once per training run.
 
@@ -178,9 +186,7 @@ class MPENetMethod(BaselineMethod):
     def build_model(self, scale: int, config: Mapping[str, Any]) -> nn.Module:
         if scale not in self.scales:
             raise ValueError(f"{self.name} supports ×8 (paper) and ×4 ([CHOICE]), not ×{scale}")
-        if bool(config.get("require_init", False)) and not config.get("init_from"):
-            raise ValueError("this preset continues a stage-0 MPENet run: set init_from to its weights, e.g. "
-                             "--set init_from=runs/evidence/init/mpenet-x8/best.safetensors")
+        require_init_from(config, False, "this preset continues a stage-0 MPENet run")
         return MPENetModel(build_generator(scale, config))
 
     @staticmethod
@@ -347,10 +353,7 @@ class MPEGANMethod(MPENetMethod):
                                   str(config.get("disc_head", "flatten")))
         model = MPEGANModel(build_generator(scale, config), disc)
         # init_from (an MPENet checkpoint: keys generator.*, au_rates.*) is loaded by ensure_init
-        if not config.get("init_from") and bool(config.get("require_init", True)):
-            raise ValueError("MPEGAN starts from a trained MPENet (paper): set init_from to its weights, e.g. "
-                             "--set init_from=runs/mpenet-x8/best.safetensors (or require_init=false to train "
-                             "from scratch)")
+        require_init_from(config, True, "MPEGAN starts from a trained MPENet (paper)")
         return model
 
     def feature_net(self, device: Any, end: int = 30) -> nn.Module:

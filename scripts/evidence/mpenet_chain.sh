@@ -7,15 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 S=$1; WHAT=${2:-all}; SUF=""; [ "$S" = 8 ] && SUF="-x8"
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-mkdir -p runs/evidence/init runs/evidence/logs
-train() {  # NAME OUT PRESET [ARGS]
-  local m=$1 out=$2 preset=$3; shift 3; local start rc=0; start=$(date +%s)
-  nice -n 10 .venv/bin/fsrbench train "$m" --scale "$S" \
-    --dataset folder:/work/shared/data/faces-train --val-dataset folder:/work/shared/data/faces-val \
-    --preset "$preset" "$@" --device cpu --no-progress --out "$out" > "runs/evidence/logs/train-$(basename "$out").log" 2>&1 || rc=$?
-  echo "$(basename "$out") ($preset) rc=$rc wall_s=$(( $(date +%s) - start ))" >> runs/evidence/logs/walltimes.txt
-  return $rc
+train() {  # METHOD OUT PRESET [ARGS]: one train_one.sh run into OUT
+  local m=$1 out=$2 preset=$3; shift 3
+  OUT=$out scripts/evidence/train_one.sh "$m" "$S" "$preset" "$@"
 }
 if [ "$WHAT" = 0 ] || [ "$WHAT" = all ]; then
   train mpenet "runs/evidence/init/mpenet-x$S" "cpu-evidence-init$SUF"
