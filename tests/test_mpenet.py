@@ -297,6 +297,29 @@ def test_training_loss_logs_and_one_step_lowers_loss():
     assert float(loss2.detach()) < float(loss.detach())
 
 
+def test_aux_grad_to_sr_false_keeps_branch_losses_out_of_the_sr_branch():
+    """aux_grad_to_sr=false (stage 0b): the alignment / AU losses train their branches only; the
+    reconstruction loss still reaches every part, and the outputs are the same as with the paper's wiring."""
+    method = MPENetMethod()
+    batch = _batch()
+    outs = {}
+    for flag in (True, False):
+        torch.manual_seed(0)
+        cfg = _config(MPENetMethod, aux_grad_to_sr=flag, au_rates=[0.5] * 8, w_rec=0.0)
+        model = method.build_model(8, cfg)
+        loss, _ = method.training_loss(model, batch, cfg)  # w_rec 0: only the branch losses
+        loss.backward()
+        grads = {part: sum(float(p.grad.abs().sum()) for n, p in model.generator.named_parameters()
+                           if p.grad is not None and n.startswith(part + "."))
+                 for part in ("sfe", "core", "recb", "align", "au_net")}
+        outs[flag] = (grads, model(batch.lr)["sr"][-1].detach())
+    on, off = outs[True][0], outs[False][0]
+    assert on["core"] > 0 and on["sfe"] > 0  # paper: the branch losses reach the SR branch
+    assert off["core"] == off["sfe"] == off["recb"] == 0.0  # detached: they do not
+    assert off["align"] > 0 and off["au_net"] > 0
+    torch.testing.assert_close(outs[True][1], outs[False][1])  # forward unchanged
+
+
 def test_au_pretrain_stage_trains_only_the_au_branch():
     torch.manual_seed(0)
     method = MPENetMethod()
@@ -393,6 +416,10 @@ def test_cpu_evidence_presets_keep_the_paper_network_and_losses():
     for preset in ("cpu-evidence-init", "cpu-evidence-init-x8"):  # stage 0: reconstruction only
         e = resolve_config(MPENetMethod(), preset)
         assert e["w_align"] == e["w_au"] == 0.0 and e["features"] == 48 and not e.get("require_init")
+    d = resolve_config(MPENetMethod(), "default")
+    e = resolve_config(MPENetMethod(), "cpu-evidence-heads-x8")  # stage 0b: paper branch losses, detached
+    assert not e["aux_grad_to_sr"] and d["aux_grad_to_sr"] and e["require_init"]
+    assert {k: e[k] for k in arch} == {k: d[k] for k in arch}
 
 
 def test_mpenet_stage_one_preset_needs_its_stage_zero_weights():

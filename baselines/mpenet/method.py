@@ -148,7 +148,8 @@ def _model_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
         align_head_init_std=float(config.get("align_head_init_std", 1e-3)),
         au_input_norm=str(config.get("au_input_norm", "imagenet")),
         attention_ratio=float(config.get("attention_ratio", 0.14)),
-        attention_fill=float(config.get("attention_fill", 0.56)))
+        attention_fill=float(config.get("attention_fill", 0.56)),
+        aux_grad_to_sr=bool(config.get("aux_grad_to_sr", True)))
 
 
 def _init_kaiming(module: nn.Module, scale: float = 1.0) -> None:

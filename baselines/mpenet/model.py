@@ -88,7 +88,7 @@ class MPENet(nn.Module):
                  align_channels: int = 128, align_stacks: int = 2, align_depth: int = 4,
                  align_head_init_std: float = 1e-3,
                  au_input_norm: str = "imagenet", attention_ratio: float = 0.14,
-                 attention_fill: float = 0.56) -> None:
+                 attention_fill: float = 0.56, aux_grad_to_sr: bool = True) -> None:
         super().__init__()
         if scale not in (4, 8):
             raise ValueError(f"MPENet supports ×8 (paper) and ×4 ([CHOICE] §8.5), not ×{scale}")
@@ -106,6 +106,7 @@ class MPENet(nn.Module):
         self.prior_landmarks_at_t3 = prior_landmarks_at_t3
         self.detach_prior, self.heatmap_floor, self.prior_clamp = detach_prior, heatmap_floor, prior_clamp
         self.attention_ratio, self.attention_fill = attention_ratio, attention_fill
+        self.aux_grad_to_sr = aux_grad_to_sr  # False: the branches see detached SR images (warm-up [CHOICE])
         self.register_buffer("mean", torch.tensor(DIC_MEAN).view(1, 3, 1, 1), persistent=False)
 
         f = features
@@ -159,10 +160,10 @@ class MPENet(nn.Module):
             sr = self.recb(fb) + skip
             srs.append(sr + self.mean)
             if t == 0 and self.landmark_branch:
-                heatmaps = self.align(sr)  # on the (mean-shifted) SR¹
+                heatmaps = self.align(sr if self.aux_grad_to_sr else sr.detach())  # on the (mean-shifted) SR¹
                 prior = self._prior_heatmaps(heatmaps)
             if t == 1 and self.au_branch:
-                au_logits = self.au_net(srs[-1])
+                au_logits = self.au_net(srs[-1] if self.aux_grad_to_sr else srs[-1].detach())
                 prob = torch.sigmoid(au_logits)
                 size = f_sf.shape[-1]
                 if self.au_attention:
