@@ -106,3 +106,18 @@ scripts/evidence/eval_full.sh wnet 8 all runs/evidence/eval-all
 .venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval-all evidence-faces-val \
   --title "evidence of learning, every metric: faces-train (UTKFace, 5,000) -> faces-val (300), CPU budgets of the cpu-evidence presets"
 .venv/bin/python scripts/regenerate_leaderboards.py --check
+# ---- session 5 (2026-11-24, 18:15- UTC, same machine): MPENet x8 / MPEGAN x8 (issue 8) -------------------------
+# session 4's x8 stage 1 (from stage 0 directly; 25.18 dB) moved to runs/evidence/stopped/mpenet-x8-stage1-session4.
+# stage 0b (branches learn on detached SR) from session 4's stage 0, then stage 1 from it: 2 threads, one at a time
+THREADS=2 scripts/evidence/mpenet_chain.sh 8 0b
+THREADS=2 scripts/evidence/mpenet_chain.sh 8 1
+# then side by side, 1 thread each: MPEGAN x8 and the full evaluation of MPENet x8
+scripts/evidence/mpenet_chain.sh 8 gan
+scripts/evidence/eval_full.sh mpenet 8 all runs/evidence/eval-all
+# then: MPEGAN x8 evaluation and the per-step table
+scripts/evidence/eval_full.sh mpegan 8 all runs/evidence/eval-all
+.venv/bin/python scripts/evidence/mpenet_steps.py 8
+.venv/bin/python scripts/evidence/paired_vs_bicubic.py runs/evidence/eval-all
+.venv/bin/python scripts/regenerate_leaderboards.py --store runs/evidence/eval-all evidence-faces-val \
+  --title "evidence of learning, every metric: faces-train (UTKFace, 5,000) -> faces-val (300), CPU budgets of the cpu-evidence presets"
+.venv/bin/python scripts/regenerate_leaderboards.py --check
