@@ -298,8 +298,8 @@ def test_training_loss_logs_and_one_step_lowers_loss():
 
 
 def test_aux_grad_to_sr_false_keeps_branch_losses_out_of_the_sr_branch():
-    """aux_grad_to_sr=false (stage 0b): the alignment / AU losses train their branches only; the
-    reconstruction loss still reaches every part, and the outputs are the same as with the paper's wiring."""
+    """aux_grad_to_sr=false (stage 0b): the alignment / AU losses train their branches only, and the
+    outputs are the same as with the paper's wiring."""
     method = MPENetMethod()
     batch = _batch()
     outs = {}

@@ -135,6 +135,11 @@ class MPENet(nn.Module):
             h = h.clamp_min(0.0)
         return h / h.amax(dim=(2, 3), keepdim=True).clamp_min(self.heatmap_floor)
 
+    def _branch_input(self, sr: torch.Tensor) -> torch.Tensor:
+        """What the alignment / AU branch sees: SR itself (paper) or, with ``aux_grad_to_sr`` false, a
+        detached copy, so the branch losses train only the branch."""
+        return sr if self.aux_grad_to_sr else sr.detach()
+
     def forward(self, lr: torch.Tensor) -> dict[str, Any]:
         x = lr - self.mean
         skip = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
@@ -160,10 +165,10 @@ class MPENet(nn.Module):
             sr = self.recb(fb) + skip
             srs.append(sr + self.mean)
             if t == 0 and self.landmark_branch:
-                heatmaps = self.align(sr if self.aux_grad_to_sr else sr.detach())  # on the (mean-shifted) SR¹
+                heatmaps = self.align(self._branch_input(sr))  # on the (mean-shifted) SR¹
                 prior = self._prior_heatmaps(heatmaps)
             if t == 1 and self.au_branch:
-                au_logits = self.au_net(srs[-1] if self.aux_grad_to_sr else srs[-1].detach())
+                au_logits = self.au_net(self._branch_input(srs[-1]))
                 prob = torch.sigmoid(au_logits)
                 size = f_sf.shape[-1]
                 if self.au_attention:
