@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsrbench_baselines.mpenet.method import load_partial
+
 from .common import (BaselineMethod, FeatureHeatmapFusion, FeedbackHourglass, SRFBNProjectionCore, conv_prelu,
                      deconv_prelu, heatmaps_from_landmarks, merge_heatmaps_5, require_prior)
 
@@ -131,6 +133,10 @@ class DICMethod(BaselineMethod):
 
     def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         core = getattr(model, "module", model)  # DDP-wrapped or plain
+        if config.get("init_from") and int(core.train_step) == 0:
+            # a later stage starts from an earlier stage's weights (train_step included, so the phase
+            # counters continue); a resumed run has train_step > 0 and never re-reads the file
+            load_partial(core, str(config["init_from"]))
         step = int(core.train_step)
         core.train_step += 1
         pre = int(config.get("hg_pretrain_iterations", 0))

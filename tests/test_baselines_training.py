@@ -141,3 +141,37 @@ def test_dic_phases():
     assert phases == [0.0, 1.0, 2.0]
     assert int(model.train_step) == 3
     assert "train_step" in model.state_dict()  # saved with checkpoints, so resuming keeps the phase
+
+
+def test_dic_init_from_loads_an_earlier_stage_once(tmp_path):
+    """A stage-1 DIC (T=4) starts from a stage-0 file: every tensor equals the file's after the first
+    training step's load (train_step continues from the file), and a model already past step 0 (a
+    resumed run) never re-reads it."""
+    from safetensors.torch import save_file
+
+    method = DICMethod()
+    small = dict(features=16, hg_features=32, hg_pretrain_iterations=0, hg_freeze_iterations=0)
+    torch.manual_seed(1)
+    stage0 = method.build_model(8, method.load_config("cpu-reference-init", **small))
+    stage0.train_step.fill_(7)
+    path = tmp_path / "stage0.safetensors"
+    save_file({k: v.contiguous() for k, v in stage0.state_dict().items()}, str(path))
+
+    cfg = method.load_config("cpu-reference", init_from=str(path), **small)
+    assert cfg["num_steps"] == 4
+    torch.manual_seed(2)
+    model = method.build_model(8, cfg)
+    before = model.first_core.up[0][0].weight.detach().clone()
+    assert not torch.equal(before, stage0.first_core.up[0][0].weight)
+    loss, _ = method.training_loss(model, make_batch(8, b=1), cfg)
+    for k, v in stage0.state_dict().items():
+        if k != "train_step":
+            assert torch.equal(model.state_dict()[k], v), k
+    assert int(model.train_step) == 8  # 7 from the file + this step
+
+    torch.manual_seed(3)
+    resumed = method.build_model(8, cfg)
+    resumed.train_step.fill_(5)
+    kept = resumed.first_core.up[0][0].weight.detach().clone()
+    method.training_loss(resumed, make_batch(8, b=1), cfg)
+    assert torch.equal(resumed.first_core.up[0][0].weight, kept)
