@@ -427,3 +427,26 @@ def test_mpenet_stage_one_preset_needs_its_stage_zero_weights():
     with pytest.raises(ValueError, match="init_from"):
         MPENetMethod().build_model(8, cfg)
     MPENetMethod().build_model(8, _config(MPENetMethod))  # the default preset trains from scratch
+
+
+def test_au_width_narrows_the_resnet18_au_branch_keeping_its_layers():
+    """au_width=16: the same ResNet-18 layers and state-dict names as torchvision's, every stage at a
+    quarter of the channels; the default (64) is torchvision's resnet18 itself."""
+    import torchvision
+
+    from fsrbench_baselines.mpenet.model import AUBranch
+
+    ref = torchvision.models.resnet18(weights=None).state_dict()
+    wide, narrow = AUBranch(12), AUBranch(12, width=16)
+    assert list(wide.net.state_dict()) == list(ref)
+    assert list(narrow.net.state_dict()) == list(ref)
+    for k, v in wide.net.state_dict().items():
+        if k != "fc.weight" and k != "fc.bias":
+            assert v.shape == ref[k].shape, k
+    assert narrow.net.layer1[0].conv1.weight.shape == (16, 16, 3, 3)
+    assert narrow.net.layer4[1].conv2.weight.shape == (128, 128, 3, 3)
+    assert narrow.net.fc.weight.shape == (12, 128)
+    assert narrow(torch.rand(2, 3, 128, 128)).shape == (2, 12)
+    n_wide = sum(p.numel() for p in wide.parameters())
+    n_narrow = sum(p.numel() for p in narrow.parameters())
+    assert 0.055 < n_narrow / n_wide < 0.07  # ~1/16 (convs scale with width²)

@@ -255,3 +255,21 @@ def test_stage1_checkpoint_super_resolves_with_nearest_anchor():
         ref2 = (model.anchors[2](x[1:] * 2 - 1) + 1) / 2
     assert out["anchor"].tolist() == [0, 2]
     assert torch.allclose(out["sr"][:1], ref0, atol=1e-5) and torch.allclose(out["sr"][1:], ref2, atol=1e-5)
+
+
+def test_regressor_fc_width_changes_only_the_hidden_fc_layers():
+    import torchvision
+
+    from fsrbench_baselines.ufvnet.regressor import WeightRegressor
+
+    ref = torchvision.models.alexnet(weights=None).state_dict()
+    full, small = WeightRegressor(3), WeightRegressor(3, fc_width=256)
+    assert list(small.net.state_dict()) == list(ref)
+    for k, v in small.net.state_dict().items():
+        if k.startswith("features."):
+            assert v.shape == ref[k].shape, k
+    assert small.net.classifier[1].weight.shape == (256, 9216)
+    assert small.net.classifier[4].weight.shape == (256, 256)
+    assert small.net.classifier[6].weight.shape == (1000, 256)
+    assert full.net.classifier[1].weight.shape == (4096, 9216)
+    assert small(torch.rand(2, 3, 128, 128)).shape == (2, 3)

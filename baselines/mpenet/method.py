@@ -147,6 +147,7 @@ def _model_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
         align_depth=int(config.get("align_depth", 4)),
         align_head_init_std=float(config.get("align_head_init_std", 1e-3)),
         au_input_norm=str(config.get("au_input_norm", "imagenet")),
+        au_width=int(config.get("au_width", 64)),
         attention_ratio=float(config.get("attention_ratio", 0.14)),
         attention_fill=float(config.get("attention_fill", 0.56)),
         aux_grad_to_sr=bool(config.get("aux_grad_to_sr", True)))

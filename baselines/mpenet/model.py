@@ -57,17 +57,36 @@ class AlignmentBranch(nn.Module):
         return self.head(self.hourglasses(self.stem(x)))
 
 
+def resnet18_width(width: int) -> nn.Module:
+    """torchvision's ResNet-18 with base width ``width`` instead of 64 (stages width, 2w, 4w, 8w): the same
+    layers, module names and forward; parameters scale with width² (64: 11.2 M, 16: 0.70 M)."""
+    import torchvision
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    if width == 64:
+        return torchvision.models.resnet18(weights=None)
+
+    class _Narrow(ResNet):
+        def _make_layer(self, block, planes, blocks, stride=1, dilate=False):  # noqa: ANN001 - torchvision's
+            if planes == 64:  # layer1: its input is the stem's `width` channels
+                self.inplanes = width
+            return super()._make_layer(block, planes * width // 64, blocks, stride, dilate)
+
+    net = _Narrow(BasicBlock, [2, 2, 2, 2])
+    net.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(width)
+    return net
+
+
 class AUBranch(nn.Module):
-    """torchvision ResNet-18 (random init, no downloads) with an n_au-way FC; returns logits."""
+    """torchvision ResNet-18 (random init, no downloads; base width ``width``) with an n_au-way FC; logits."""
 
-    def __init__(self, n_au: int, input_norm: str = "imagenet") -> None:
+    def __init__(self, n_au: int, input_norm: str = "imagenet", width: int = 64) -> None:
         super().__init__()
-        import torchvision
-
         if input_norm not in ("imagenet", "none"):
             raise ValueError(f"au_input_norm must be 'imagenet' or 'none', not {input_norm!r}")
-        self.net = torchvision.models.resnet18(weights=None)
-        self.net.fc = nn.Linear(self.net.fc.in_features, n_au)
+        self.net = resnet18_width(int(width))
+        self.net.fc = nn.Linear(8 * int(width), n_au)
         self.input_norm = input_norm
         self.register_buffer("mean", torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1), persistent=False)
@@ -88,7 +107,7 @@ class MPENet(nn.Module):
                  align_channels: int = 128, align_stacks: int = 2, align_depth: int = 4,
                  align_head_init_std: float = 1e-3,
                  au_input_norm: str = "imagenet", attention_ratio: float = 0.14,
-                 attention_fill: float = 0.56, aux_grad_to_sr: bool = True) -> None:
+                 attention_fill: float = 0.56, aux_grad_to_sr: bool = True, au_width: int = 64) -> None:
         super().__init__()
         if scale not in (4, 8):
             raise ValueError(f"MPENet supports ×8 (paper) and ×4 ([CHOICE] §8.5), not ×{scale}")
@@ -121,7 +140,7 @@ class MPENet(nn.Module):
         self.recb = nn.Sequential(deconv_prelu(f, f, 8, 4, 2), nn.Conv2d(f, 3, 3, 1, 1))
         self.align = AlignmentBranch(keypoints, align_channels, align_stacks, align_depth,
                                      align_head_init_std) if landmark_branch else None
-        self.au_net = AUBranch(n_au, au_input_norm) if au_branch else None
+        self.au_net = AUBranch(n_au, au_input_norm, au_width) if au_branch else None
 
     # -- parts -----------------------------------------------------------------------------------
     def sr_parameters(self) -> int:

@@ -95,6 +95,7 @@ class UFVNetMethod(BaselineMethod):
                            fe_hg_depth=int(config.get("fe_hg_depth", 2)),
                            regressor_pool_stride=int(config.get("regressor_pool_stride", 1)),
                            regressor_dropout=float(config.get("regressor_dropout", 0.5)),
+                           regressor_fc=int(config.get("regressor_fc", 4096)),
                            init_std=float(config.get("init_std", 0.02)))
 
     # -- data ----------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ class _EncoderOnly(nn.Module):
 class UFVNet(nn.Module):
     def __init__(self, stage: str = "2", anchors: Sequence[float] = (1 / 8, 1 / 4, 1 / 2),
                  weights: str = "regressor", fe_hg_depth: int = 2, regressor_pool_stride: int = 1,
-                 regressor_dropout: float = 0.5, init_std: float = 0.02) -> None:
+                 regressor_dropout: float = 0.5, init_std: float = 0.02, regressor_fc: int = 4096) -> None:
         super().__init__()
         if stage not in STAGES:
             raise ValueError(f"stage={stage!r}: use one of {STAGES}")
@@ -66,7 +66,7 @@ class UFVNet(nn.Module):
                 self.anchors = nn.ModuleList(gens)
         else:
             self.anchors = None
-        self.regressor = WeightRegressor(n, regressor_pool_stride, regressor_dropout) if has_regressor else None
+        self.regressor = WeightRegressor(n, regressor_pool_stride, regressor_dropout, regressor_fc) if has_regressor else None
         if stage == "2":
             width = gens[0].encoder[-1].conv2.conv.out_channels  # 128
             self.fe = FAU(n * width, width, "none", fe_hg_depth, "3d")

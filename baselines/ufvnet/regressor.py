@@ -1,6 +1,6 @@
 """UFVNet weight regressor (METHODS.md §10.1) and the ground-truth anchor weights of Eq. 4 (§10.2).
 
-* :class:`WeightRegressor`: torchvision AlexNet (random init; no downloads) adapted to a 128×128 input by
+* :class:`WeightRegressor`: torchvision AlexNet (hidden FC width ``fc_width``, AlexNet's 4096 by default) (random init; no downloads) adapted to a 128×128 input by
   changing the first max-pool to kernel 3 / stride 1 ([CHOICE]: conv1 11×11/4 → 31², pool → 29², pool →
   14², pool → 6², so the 9216-wide classifier is unchanged), plus the added FC 1000 → n_anchors.
   ``forward`` returns logits; the weights are their softmax ([CHOICE]: "non-negative, sum to one").
@@ -18,12 +18,15 @@ from torch import nn
 class WeightRegressor(nn.Module):
     """AlexNet classifier → 1000 → ``n_out`` logits, for [B,3,128,128] inputs (any normalisation)."""
 
-    def __init__(self, n_out: int = 3, first_pool_stride: int = 1, dropout: float = 0.5) -> None:
+    def __init__(self, n_out: int = 3, first_pool_stride: int = 1, dropout: float = 0.5, fc_width: int = 4096) -> None:
         super().__init__()
         import torchvision
 
         self.net = torchvision.models.alexnet(weights=None, dropout=dropout)
         self.net.features[2] = nn.MaxPool2d(kernel_size=3, stride=first_pool_stride)
+        if fc_width != 4096:  # [CHOICE] narrower hidden FC layers (AlexNet: 4096); same layers and names
+            cls = self.net.classifier
+            cls[1], cls[4], cls[6] = nn.Linear(9216, fc_width), nn.Linear(fc_width, fc_width), nn.Linear(fc_width, 1000)
         self.fc = nn.Linear(1000, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
