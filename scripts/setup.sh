@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.fsrbench-setup
-want=$(cat requirements/stack.txt requirements/carriers.txt pyproject.toml setup.py | sha256sum | cut -d' ' -f1)
+want=$(cat requirements/stack.txt requirements/carriers.txt pyproject.toml setup.py weights/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -23,5 +23,8 @@ echo "setup: installing the stack into .venv (first time: a few minutes)"
   || { cat .venv/carriers.log; exit 1; }
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>.venv/editable.log \
   || { cat .venv/editable.log; exit 1; }
+# the shipped reference weights: their own distribution (fsrbench-weights), found via its entry point
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e weights 2>.venv/weights.log \
+  || { cat .venv/weights.log; exit 1; }
 echo "$want" > "$stamp"
 echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -103,6 +103,44 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike[str], metadata:
     return digest
 
 
+def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str],
+                      metadata: Mapping[str, str] | None = None) -> str:
+    """Write ``tensors`` as a safetensors file with deterministic bytes (tensors in name order, header JSON
+    with sorted keys), atomically; returns the file's SHA-256. The same tensors and metadata always give
+    the same file (``safetensors.torch.save_file`` orders ``__metadata__`` differently between processes)."""
+    dtypes = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64",
+              torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+              torch.bool: "BOOL"}
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in sorted(metadata.items())}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        if t.dtype not in dtypes:
+            raise ValueError(f"{name}: dtype {t.dtype} cannot be stored in safetensors")
+        data = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(p)
+    h = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as fh:
+            for chunk in (len(head).to_bytes(8, "little"), head, *blobs):
+                fh.write(chunk)
+                h.update(chunk)
+        _fsync_replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return h.hexdigest()
+
+
 def unwrap(model: Any) -> Any:
     """The bare module inside DistributedDataParallel (or the model itself)."""
     return getattr(model, "module", model)
@@ -318,6 +356,27 @@ def select_card(cards: list[dict[str, Any]], prefer: str = "best") -> dict[str, 
     return newest(steps or best)
 
 
+#: entry-point group of installable weight packages (fsrbench's own: ``fsrbench-weights`` in ``weights/``)
+WEIGHTS_GROUP = "fsrbench.weights"
+
+
+def weight_package_dirs() -> list[Path]:
+    """Folders of the installed weight packages (entry points of :data:`WEIGHTS_GROUP`, each naming a folder
+    of ``*.card.json`` + ``*.safetensors``), in entry-point name order; a broken package is skipped."""
+    from importlib.metadata import entry_points
+
+    out = []
+    for ep in sorted(entry_points(group=WEIGHTS_GROUP), key=lambda e: e.name):
+        try:
+            root = ep.load()
+            root = root() if callable(root) else root
+        except Exception:  # noqa: BLE001 - a broken weights package must not stop evaluation
+            continue
+        if Path(root).is_dir():
+            out.append(Path(root))
+    return out
+
+
 def train_command(method: str, scale: int) -> str:
     return f"fsrbench train {method} --scale {scale} --dataset ..."
 
@@ -329,8 +388,9 @@ def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | N
     ``weights``: a ``.safetensors`` file (its ``.card.json`` next to it is used and verified when present), a
     ``.card.json`` file, or a directory searched like the checkpoint directory.  Without ``weights``, the
     checkpoint directory ``options["checkpoint_dir"]`` (default ``$FSRBENCH_CHECKPOINTS`` or
-    ``./checkpoints``) is searched for (method, scale); ``options["checkpoint"]`` = ``best`` (default) or
-    ``latest``.  Raises :class:`Unavailable` with the training command when nothing is found.
+    ``./checkpoints``) is searched for (method, scale), then the installed weight packages
+    (:func:`weight_package_dirs`, unless ``options["reference_weights"]`` is False); ``options["checkpoint"]``
+    = ``best`` (default) or ``latest``.  Raises :class:`Unavailable` with the training command when nothing is found.
     """
     opts = dict(options or {})
     name = getattr(method, "name", "") or type(method).__name__
@@ -366,10 +426,15 @@ def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | N
         else:
             raise FileNotFoundError(f"--weights {name}={wp}: no such file or directory")
     else:
+        # the user's own checkpoints first, then the installed weight packages (shipped reference weights)
         root = Path(opts.get("checkpoint_dir") or os.environ.get("FSRBENCH_CHECKPOINTS") or DEFAULT_CHECKPOINT_DIR)
-        card = lookup(root)
+        searched = [root] + ([] if opts.get("reference_weights") is False else weight_package_dirs())
+        for where in searched:
+            card = lookup(where)
+            if card is not None:
+                break
         if card is None:
-            raise Unavailable(f"no trained weights for {name} x{scale} (searched {root}); "
+            raise Unavailable(f"no trained weights for {name} x{scale} (searched {', '.join(map(str, searched))}); "
                               f"train with: {train_command(name, scale or 8)}")
     if card is not None:
         if card.get("method") != name or (int(card.get("scale", -1)) != int(scale) and not any_scale):

@@ -185,7 +185,7 @@ def priors_command(st: Stage, data: str, python: str) -> list[str]:
     return [python, "-c", code, data] + names
 
 
-def _write_stage(work: Path, name: str, info: Mapping[str, Any]) -> None:
+def write_stage_info(work: Path, name: str, info: Mapping[str, Any]) -> None:
     d = work / name
     d.mkdir(parents=True, exist_ok=True)
     tmp = d / f".{STAGE_FILE}.tmp"
@@ -224,7 +224,7 @@ def run_stage(rec: Recipes, name: str, work: Path, train_data: str, val_data: st
             "commit": _git_commit(src), "commands": [shlex.join(c) for c in cmds],
             "wall_s_previous": float(prev.get("wall_s", 0.0)) + float(prev.get("wall_s_interrupted", 0.0)),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _write_stage(work, name, info)
+    write_stage_info(work, name, info)
     start = time.time()
     rc = 0
     with open(work / name / "reference-stage.log", "a", encoding="utf-8") as logf:
@@ -238,7 +238,7 @@ def run_stage(rec: Recipes, name: str, work: Path, train_data: str, val_data: st
     info.update(status="finished" if rc == 0 else f"failed (exit {rc})", rc=rc,
                 finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     info["wall_s"] = info.pop("wall_s_previous") + wall
-    _write_stage(work, name, info)
+    write_stage_info(work, name, info)
     log(f"[reference] {name}: {info['status']} in {wall / 60:.1f} min (threads {threads})")
     return rc
 
@@ -279,6 +279,246 @@ def run_stages(rec: Recipes, wanted: Iterable[str], work: Path, train_data: str,
             t.start()
         time.sleep(2)
     return results
+
+
+# ------------------------------------------------------------------------------------------------
+# exporting a trained chain as a shipped entry (fp16 safetensors + card), scoring it, listing, checking
+# ------------------------------------------------------------------------------------------------
+LABEL = ("fsrbench CPU reference weights: trained by fsrbench on faces-train (5,000 UTKFace crops) with the "
+         "budget stated on this card. Not the paper's weights; not comparable with the paper's numbers.")
+FP16_MAX = 65504.0
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_record(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Name and manifest hash of a training/validation folder (no machine path)."""
+    d = Path(folder)
+    rec: dict[str, Any] = {"name": d.name}
+    man = d / "manifest.csv"
+    if man.is_file():
+        rec["manifest_sha256"] = sha256_of(man)
+    return rec
+
+
+def _final_card(stage_dir: Path) -> Path:
+    best = stage_dir / "best.card.json"
+    if best.is_file():
+        return best
+    steps = sorted(stage_dir.glob("step_*.card.json"))
+    if not steps:
+        raise RecipeError(f"{stage_dir}: no weight card (did the stage finish?)")
+    return steps[-1]
+
+
+def stage_record(rec: Recipes, work: Path, name: str) -> dict[str, Any]:
+    """What a card says about one finished training stage (no machine paths)."""
+    d = work / name
+    info = json.loads((d / STAGE_FILE).read_text())
+    if info.get("status") != "finished":
+        raise RecipeError(f"stage {name!r} is not finished ({info.get('status')})")
+    out: dict[str, Any] = {"stage": name, **{k: v for k, v in rec.stages[name].spec.items()}}
+    out["wall_s"] = round(float(info.get("wall_s", 0.0)), 1)
+    out["threads"] = int(info.get("threads", 1))
+    out["commit"] = info.get("commit")
+    if not rec.stages[name].is_priors:
+        run = json.loads((d / "run.json").read_text())
+        cfg = yaml.safe_load((d / "config.yaml").read_text())
+        out.update(steps=int(run.get("total_steps") or cfg.get("steps") or 0), batch_size=int(cfg.get("batch_size") or 0),
+                   config_sha256=run.get("config_sha256"), amp=run.get("amp"), world_size=run.get("world_size"),
+                   torch=run.get("torch"))
+    return out
+
+
+def budget_line(stages: list[Mapping[str, Any]]) -> str:
+    """E.g. "2 stages: 150 x 4 + 150 x 4 steps, bf16 autocast, 1 CPU thread, 29.6 min"."""
+    steps = " + ".join(f"{c.get('steps')} x {c.get('batch_size')}" for c in stages)
+    amps = sorted({str(c.get("amp") or "none") for c in stages})
+    threads = sorted({int(c.get("threads") or 1) for c in stages})
+    minutes = sum(float(c.get("wall_s") or 0) for c in stages) / 60
+    return (f"{len(stages)} stage{'s' if len(stages) > 1 else ''}: {steps} steps (x batch), "
+            f"{'/'.join(amps)} autocast, {'/'.join(map(str, threads))} CPU thread{'s' if threads != [1] else ''}, "
+            f"{minutes:.1f} min of training")
+
+
+def _replace_init_paths(config: dict[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Initial-weight paths of the last stage (machine paths) -> ``stage:NAME`` references."""
+    cfg = dict(config)
+    for key, ref in (spec.get("init") or {}).items():
+        if key in cfg:
+            cfg[key] = [f"stage:{r}" for r in ref] if isinstance(ref, (list, tuple)) else f"stage:{ref}"
+    return cfg
+
+
+def _fp16(name: str, t: Any) -> Any:
+    import torch
+
+    if not t.is_floating_point():
+        return t
+    if not bool(torch.isfinite(t).all()):
+        raise RecipeError(f"tensor {name} has non-finite values; refusing to export")
+    if t.numel() and float(t.abs().max()) > FP16_MAX:
+        raise RecipeError(f"tensor {name} exceeds the float16 range (|x| > {FP16_MAX:g}); export it as bf16")
+    return t.to(torch.float16)
+
+
+def export_entry(rec: Recipes, entry: str, work: Path, out_dir: Path, train_data: str, val_data: str) -> Path:
+    """Write ``OUT/ENTRY.safetensors`` (float16, deterministic bytes) and ``OUT/ENTRY.card.json`` from the final
+    stage of ``entry``'s chain; returns the card path. Scores are added by :func:`score_entry`."""
+    from safetensors import safe_open
+
+    from fsrbench.train import checkpoints as ck
+    from fsrbench.train.config import canonical_json, config_hash
+
+    spec = rec.entries[entry]
+    final = spec["stage"]
+    src_card = ck.read_card(_final_card(work / final))
+    src = ck.verify(src_card)
+    tensors = {}
+    with safe_open(str(src), "pt") as fh:
+        for k in fh.keys():
+            tensors[k] = _fp16(k, fh.get_tensor(k))
+    n_params = sum(int(t.numel()) for t in tensors.values() if t.is_floating_point())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wname = f"{entry}.safetensors"
+    digest = ck.write_safetensors(tensors, out_dir / wname, {"format": ck.CARD_FORMAT, "entry": entry,
+                                                             "method": str(src_card["method"]),
+                                                             "scale": str(src_card["scale"]), "dtype": "float16"})
+    chain = [stage_record(rec, work, n) for n in rec.order([final])]
+    train_stages = [c for c in chain if "method" in c]
+    config = _replace_init_paths(src_card.get("config") or {}, rec.stages[final].spec)
+    if str(config.get("val_dataset") or "").startswith("folder:"):
+        config["val_dataset"] = f"folder:{Path(val_data).name}"
+    dataset = dict(src_card.get("dataset") or {})
+    dataset["name"] = f"folder:{Path(train_data).name}"
+    if isinstance(dataset.get("val"), dict):
+        dataset["val"] = dict(dataset["val"], name=f"folder:{Path(val_data).name}")
+    card = {k: v for k, v in src_card.items() if not k.startswith("_")}
+    card.update(kind="reference", weights=wname, sha256=digest, config=config, config_sha256=config_hash(config),
+                dataset=dataset)
+    card["reference"] = {
+        "label": LABEL,
+        "entry": entry,
+        "dtype": "float16",
+        "parameters": n_params,
+        "size_bytes": (out_dir / wname).stat().st_size,
+        "source": {"stage": final, "sha256": src_card["sha256"], "dtype": "float32", "step": src_card.get("step")},
+        "reduced": spec.get("reduced"),
+        "training": {
+            "data": data_record(train_data),
+            "validation_during_training": data_record(val_data),
+            "stages": chain,
+            "steps": sum(int(c.get("steps") or 0) for c in train_stages),
+            "wall_s": round(sum(float(c.get("wall_s") or 0) for c in chain), 1),
+            "threads": sorted({int(c.get("threads") or 1) for c in chain}),
+            "commits": sorted({str(c.get("commit")) for c in chain}),
+        },
+        "budget": budget_line(train_stages),
+        "reproduce": f"fsrbench weights reproduce {entry} --train-data DIR/faces-train --val-data DIR/faces-val",
+        "faces_val": None,
+    }
+    card_path = out_dir / f"{entry}.card.json"
+    ck.atomic_write_text(card_path, json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
+    return card_path
+
+
+def score_entry(card_path: Path, val_data: str, work: Path, python: str = sys.executable,
+                protocol: str = "dic-v1", log=print) -> dict[str, Any]:
+    """PSNR/SSIM of the exported (float16) model and of bicubic on every image of ``val_data`` with
+    ``fsrbench run``; the paired PSNR difference with its 95% CI is written into the card's
+    ``reference.faces_val``. Returns that record."""
+    import pandas as pd
+
+    from fsrbench.metrics.stats import mean_ci
+    from fsrbench.train import checkpoints as ck
+    from fsrbench.registry import methods as method_registry
+
+    card = ck.read_card(card_path)
+    method = str(card["method"])
+    cls = method_registry.get(method)
+    scales = [4, 8] if getattr(cls, "any_scale", False) else [int(card["scale"])]
+    out = work / "_score" / card["reference"]["entry"]
+    cmd = [python, "-m", "fsrbench", "run", "--methods", f"{method},bicubic", "--weights", f"{method}={card_path}",
+           "--datasets", f"folder:{val_data}", "--scales", ",".join(map(str, scales)), "--metrics", "psnr,ssim",
+           "--protocol", protocol, "--out", str(out), "--no-save-sr", "--no-progress", "--no-leaderboard", "--strict"]
+    rc = subprocess.call(cmd, stdout=subprocess.DEVNULL)
+    if rc:
+        raise RecipeError(f"scoring {card_path} failed (exit {rc}): {shlex.join(cmd)}")
+    df = pd.read_csv(out / "per_image.csv")
+    result: dict[str, Any] = {"data": data_record(val_data), "protocol": protocol, "by_scale": {}}
+    for s in scales:
+        part = df[df["scale"] == s]
+        m = part[part["method"] == method].set_index("image_id")
+        b = part[part["method"] == "bicubic"].set_index("image_id")
+        ids = m.index.intersection(b.index)
+        d = (m.loc[ids, "psnr"] - b.loc[ids, "psnr"]).to_numpy(dtype=float)
+        ci = mean_ci(d)
+        rec_s = {"n": int(len(ids)), "psnr": float(m.loc[ids, "psnr"].mean()), "ssim": float(m.loc[ids, "ssim"].mean()),
+                 "bicubic_psnr": float(b.loc[ids, "psnr"].mean()), "bicubic_ssim": float(b.loc[ids, "ssim"].mean()),
+                 "delta_psnr": round(float(ci["value"]), 4),
+                 "delta_psnr_ci95": [round(float(ci["ci_low"]), 4), round(float(ci["ci_high"]), 4)],
+                 "share_above_bicubic": round(float((d > 0).mean()), 4)}
+        rec_s["beats_bicubic"] = bool(rec_s["delta_psnr"] > 0)
+        for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim"):
+            rec_s[k] = round(rec_s[k], 4)
+        result["by_scale"][str(s)] = rec_s
+    result["beats_bicubic"] = all(v["beats_bicubic"] for v in result["by_scale"].values())
+    raw = json.loads(Path(card_path).read_text())
+    raw["reference"]["faces_val"] = result
+    ck.atomic_write_text(card_path, json.dumps(raw, indent=2, sort_keys=True, default=str) + "\n")
+    log(f"[reference] {card['reference']['entry']}: " + ", ".join(
+        f"x{s} {v['psnr']:.2f} dB vs bicubic {v['bicubic_psnr']:.2f} (delta {v['delta_psnr']:+.2f} "
+        f"[{v['delta_psnr_ci95'][0]:+.2f}, {v['delta_psnr_ci95'][1]:+.2f}])" for s, v in result["by_scale"].items()))
+    return result
+
+
+def improves(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+    """A new card replaces a shipped one only if its smallest faces-val PSNR gain over bicubic is larger."""
+    def worst(card: Mapping[str, Any] | None) -> float:
+        fv = ((card or {}).get("reference") or {}).get("faces_val") or {}
+        vals = [float(v["delta_psnr"]) for v in (fv.get("by_scale") or {}).values()]
+        return min(vals) if vals else float("-inf")
+    return old is None or worst(new) > worst(old)
+
+
+def package_cards(root: Path | None = None) -> list[dict[str, Any]]:
+    """The reference cards of one weights folder (default: every installed weights package)."""
+    from fsrbench.train import checkpoints as ck
+
+    roots = [root] if root is not None else ck.weight_package_dirs()
+    out = []
+    for r in roots:
+        for p in sorted(Path(r).glob("*.card.json")):
+            out.append(ck.read_card(p))
+    return out
+
+
+def check_card(card: Mapping[str, Any], load: bool = True) -> str | None:
+    """None if ``card``'s weights verify (sha256) and load strictly into its registered method; else why not."""
+    from fsrbench.registry import methods as method_registry
+    from fsrbench.train import checkpoints as ck
+
+    try:
+        wfile = ck.verify(card)
+    except (ValueError, FileNotFoundError) as exc:
+        return str(exc)
+    if not load:
+        return None
+    try:
+        method = method_registry.get(str(card["method"]))()
+        model = method.build_model(int(card["scale"]), card.get("config") or {})
+        ck.load_weights(model, wfile, "cpu")
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return f"{wfile}: does not load into {card.get('method')} x{card.get('scale')}: {type(exc).__name__}: {exc}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
