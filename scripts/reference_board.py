@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""The reference board: ``leaderboards/reference-faces-val.md``, every shipped reference model on faces-val.
+
+    python scripts/reference_board.py --val-data ../shared/data/faces-val   # evaluate (resumable), store, render
+    python scripts/reference_board.py --check    # the stored results were made with exactly the shipped
+                                                 # files, and the board re-renders identically from them
+
+The evaluation is ``fsrbench run --methods all --scales 4,8`` with every metric on the validation folder, with
+no user checkpoints in the way (an empty --checkpoint-dir), so each method uses its shipped reference weights.
+Run from anywhere; the dataset is named by its path relative to the repository (no machine paths on the board).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NAME = "reference-faces-val"
+TITLE = ("fsrbench CPU reference weights (weights/, fsrbench-weights) on faces-val (300 UTKFace crops): every model "
+         "trained by fsrbench on faces-train with the budget on its card (`fsrbench weights list`). Not the papers' "
+         "weights; not comparable with the papers' numbers")
+
+
+def evaluate(val_data: str, out: Path, extra: list[str]) -> int:
+    rel = os.path.relpath(Path(val_data).resolve(), REPO)
+    with tempfile.TemporaryDirectory(prefix="no-user-checkpoints-") as empty:
+        cmd = [sys.executable, "-m", "fsrbench", "run", "--methods", "all", "--datasets", f"folder:{rel}",
+               "--scales", "4,8", "--out", str(out), "--checkpoint-dir", empty, "--no-save-sr", *extra]
+        print("$", " ".join(cmd), flush=True)
+        return subprocess.call(cmd, cwd=REPO)
+
+
+def check(root: Path) -> list[str]:
+    """Problems: shipped entries without a stored cell made with their file, stored reference cells whose
+    file is no longer shipped, and board drift."""
+    from fsrbench.report.boards import regenerate
+    from fsrbench.train.reference import package_cards
+
+    problems = []
+    stored = root / "results" / NAME / "metrics.json"
+    if not stored.is_file():
+        return [f"{stored} is missing: run scripts/reference_board.py --val-data DIR"]
+    cells = json.loads(stored.read_text())["cells"]
+    used = {}
+    for c in cells:
+        w = c.get("weights") or {}
+        if w.get("kind") == "reference":
+            used.setdefault(w.get("sha256"), []).append((c["method"], int(c["scale"])))
+    shipped = {c["sha256"]: c for c in package_cards(REPO / "weights" / "fsrbench_weights")}
+    for sha, card in sorted(shipped.items(), key=lambda kv: kv[1]["reference"]["entry"]):
+        scales = [int(s) for s in ((card["reference"].get("faces_val") or {}).get("by_scale") or {card["scale"]: 0})]
+        have = {s for m, s in used.get(sha, []) if m == card["method"]}
+        for s in scales:
+            if s not in have:
+                problems.append(f"{card['reference']['entry']} x{s}: no stored cell made with the shipped file "
+                                f"({sha[:12]}…); re-run scripts/reference_board.py --val-data DIR")
+    for sha, where in used.items():
+        if sha not in shipped:
+            problems.append(f"stored cells {where} were made with weights {str(sha)[:12]}… that are no longer shipped; "
+                            f"re-run scripts/reference_board.py --val-data DIR")
+    problems += [p for p in regenerate(root, check=True) if NAME in p.split("\n")[0]]
+    return problems
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--val-data", help="the faces-val folder (e.g. ../shared/data/faces-val)")
+    p.add_argument("--out", default=str(REPO / "runs" / NAME), help="results directory (resumable)")
+    p.add_argument("--check", action="store_true")
+    p.add_argument("extra", nargs="*", help="more `fsrbench run` options after --, e.g. -- --workers 2")
+    a = p.parse_args()
+    sys.path.insert(0, str(REPO))
+    from fsrbench.report.boards import ROOT, regenerate, store_results
+
+    if a.check:
+        problems = check(ROOT)
+        for msg in problems:
+            print(msg, file=sys.stderr)
+        print("reference board: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
+        return 1 if problems else 0
+    if not a.val_data:
+        p.error("--val-data is required (or --check)")
+    rc = evaluate(a.val_data, Path(a.out), a.extra)
+    if rc:
+        return rc
+    store_results(a.out, NAME, title=TITLE)
+    problems = [m for m in regenerate(ROOT) if NAME in m]
+    for msg in problems:
+        print(msg, file=sys.stderr)
+    print(f"wrote {ROOT / (NAME + '.md')}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
