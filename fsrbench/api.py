@@ -29,13 +29,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-
-class Unavailable(RuntimeError):
-    """A component cannot run here (e.g. no trained weights). The message says how to fix it."""
-
-
-class DataError(RuntimeError):
-    """One input (image or annotation) cannot be used. The message names the file and the reason."""
+from fsrbench.errors import DataError, Unavailable
 
 
 # ------------------------------------------------------------------------------------------------

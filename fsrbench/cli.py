@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from fsrbench.api import Unavailable
-    from fsrbench.registry import PluginLoadError, RegistryError
+    from fsrbench.errors import PluginLoadError, RegistryError, Unavailable
 
     try:
         return int(args.func(args) or 0)

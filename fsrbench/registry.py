@@ -12,7 +12,6 @@ One-off plugins are loaded with :func:`load_plugin` from ``path/to/file.py:Name`
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import inspect
@@ -21,6 +20,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from fsrbench.errors import PluginLoadError, RegistryError, unknown_name_message
 
 T = TypeVar("T")
 
@@ -33,17 +34,6 @@ GROUPS = {
     "landmarks": "fsrbench.landmarks",
     "identity": "fsrbench.identity",
 }
-
-
-class RegistryError(KeyError):
-    """Unknown name or a component that cannot be loaded. ``str()`` is a user-facing message."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
-        return str(self.args[0]) if self.args else ""
-
-
-class PluginLoadError(RuntimeError):
-    """A plugin (entry point or ``--plugin``) could not be imported or constructed."""
 
 
 @dataclass
@@ -138,13 +128,6 @@ class Registry(Generic[T]):
             except PluginLoadError as exc:
                 bad[name] = str(exc)
         return ok, bad
-
-
-def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    listing = ", ".join(known) if known else "(none registered)"
-    return f"unknown {kind[:-1] if kind.endswith('s') else kind} {name!r}.{hint} Registered {kind}: {listing}"
 
 
 def import_target(spec: str) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from fsrbench.registry import RegistryError, unknown_name_message
+from fsrbench.errors import ProtocolError, RegistryError, unknown_name_message
 
 PROTOCOL_DIR = Path(__file__).resolve().parent
 DEFAULT_PROTOCOL = "dic-v1"
@@ -79,19 +79,19 @@ def canonical_hash(definition: dict[str, Any]) -> str:
 
 def _validate(d: Any, path: Path) -> dict[str, Any]:
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: a protocol file must be a YAML mapping")
+        raise ProtocolError(f"{path}: a protocol file must be a YAML mapping")
     missing = [k for k in _REQUIRED if k not in d]
     if missing:
-        raise ValueError(f"{path}: protocol is missing {', '.join(missing)}")
+        raise ProtocolError(f"{path}: protocol is missing {', '.join(missing)}")
     m = d["metric"]
     for key, allowed in _METRIC_KEYS.items():
         if m.get(key) not in allowed:
-            raise ValueError(f"{path}: metric.{key} = {m.get(key)!r}; allowed: {sorted(allowed)}")
+            raise ProtocolError(f"{path}: metric.{key} = {m.get(key)!r}; allowed: {sorted(allowed)}")
     if not (m.get("crop_border") == "scale" or isinstance(m.get("crop_border"), int)):
-        raise ValueError(f"{path}: metric.crop_border must be 'scale' or an integer")
+        raise ProtocolError(f"{path}: metric.crop_border must be 'scale' or an integer")
     for key in ("lr_generator", "upsampler"):
         if d[key] not in _RESIZERS:
-            raise ValueError(f"{path}: {key} = {d[key]!r}; supported: {sorted(_RESIZERS)}")
+            raise ProtocolError(f"{path}: {key} = {d[key]!r}; supported: {sorted(_RESIZERS)}")
     return d
 
 
@@ -106,7 +106,7 @@ def _load(path: str) -> Protocol:
         with p.open() as fh:
             raw = yaml.safe_load(fh)  # never yaml.load: a protocol file must not be able to run code
     except yaml.YAMLError as exc:
-        raise ValueError(f"{p}: not a valid protocol YAML file ({exc})") from exc
+        raise ProtocolError(f"{p}: not a valid protocol YAML file ({exc})") from exc
     d = _validate(raw, p)
     return Protocol(id=str(d["id"]), version=int(d["version"]), definition=d, sha256=canonical_hash(d),
                     path=str(p))
@@ -125,5 +125,5 @@ def get_protocol(name: str | Protocol | None = None) -> Protocol:
         raise RegistryError(unknown_name_message("protocols", name, list_protocols()))
     proto = _load(str(path))
     if proto.id != name:
-        raise ValueError(f"{path}: file name and id disagree ({proto.id!r})")
+        raise ProtocolError(f"{path}: file name and id disagree ({proto.id!r})")
     return proto

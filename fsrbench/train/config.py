@@ -29,6 +29,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from fsrbench.errors import ConfigError
+
 #: The engine's keys and their defaults.  A method's YAML may override any of them.
 ENGINE_DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -72,10 +74,6 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     # -- distributed ---------------------------------------------------------------------------------
     "find_unused_parameters": False,  # DistributedDataParallel option
 }
-
-
-class ConfigError(ValueError):
-    """A config file or override is wrong; the message names the file/key and the fix."""
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

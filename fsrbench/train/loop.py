@@ -28,6 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from fsrbench.errors import TrainingDiverged
 from fsrbench.train import checkpoints as ck
 from fsrbench.train import ddp
 from fsrbench.train.config import ConfigError, config_hash, dump_yaml
@@ -37,10 +38,6 @@ from fsrbench.train.data import (ResumableSampler, TrainSet, ValSet, make_loader
 #: config keys that may differ between a checkpoint and the command resuming it
 RESUMABLE_CHANGES = frozenset({"num_workers", "log_every", "tensorboard", "val_every", "ckpt_every", "keep_last",
                                "steps", "epochs", "val_batch_size", "val_images"})
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN/inf; the message names the step and the last good checkpoint."""
 
 
 @dataclass

@@ -1,0 +1,52 @@
+"""Every exception class of fsrbench, in one module that imports nothing else of the package.
+
+User-facing code (``fsrbench.cli``) turns these into one-line messages with exit status 2; their
+``str()`` is written for the user (it names the file, option or plugin and the fix).  The classes are
+re-exported where plugin authors first met them (``fsrbench.Unavailable``, ``fsrbench.api.DataError``,
+``fsrbench.registry.RegistryError``, ``fsrbench.train.config.ConfigError`` ...), so old imports keep working.
+"""
+from __future__ import annotations
+
+import difflib
+
+__all__ = ["ConfigError", "DataError", "PluginLoadError", "ProtocolError", "RegistryError", "TrainingDiverged",
+           "Unavailable", "unknown_name_message"]
+
+
+class Unavailable(RuntimeError):
+    """A component cannot run here (e.g. no trained weights). The message says how to fix it."""
+
+
+class DataError(RuntimeError):
+    """One input (image or annotation) cannot be used. The message names the file and the reason."""
+
+
+class RegistryError(KeyError):
+    """Unknown name or a component that cannot be loaded. ``str()`` is a user-facing message."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginLoadError(RuntimeError):
+    """A plugin (entry point or ``--plugin``) could not be imported or constructed."""
+
+
+class ProtocolError(ValueError):
+    """A protocol file is not valid (bad YAML, missing or unknown keys, file name and id disagree)."""
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the file/key and the fix."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the message names the step and the last good checkpoint."""
+
+
+def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+    """``unknown method 'x'. Did you mean 'y'? Registered methods: ...`` (used by every name lookup)."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    listing = ", ".join(known) if known else "(none registered)"
+    return f"unknown {kind[:-1] if kind.endswith('s') else kind} {name!r}.{hint} Registered {kind}: {listing}"
