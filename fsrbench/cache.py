@@ -1,0 +1,147 @@
+"""On-disk cache for analyses of images (HR-side face analyses, SR analyses keyed by content).
+
+Keys are (model id incl. version, SHA-256 of the image bytes, optional extra key such as a face box).
+Values are small Python objects stored as individual pickle-free ``.npz`` files (numpy arrays and JSON
+scalars only), written atomically, so the cache is safe to share between concurrent runs and between
+processes: two writers of the same key write identical content and the last ``os.replace`` wins.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+
+def default_cache_dir() -> Path:
+    """``$FSRBENCH_CACHE`` or ``~/.cache/fsrbench`` (read when a Cache is made, not at import)."""
+    return Path(os.environ.get("FSRBENCH_CACHE") or Path.home() / ".cache" / "fsrbench")
+
+
+def image_key(img: np.ndarray) -> str:
+    """Content hash of a uint8 image array (shape is part of the key)."""
+    a = np.ascontiguousarray(img)
+    h = hashlib.sha256()
+    h.update(str(a.shape).encode())
+    h.update(str(a.dtype).encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _safe(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in s)
+
+
+class Cache:
+    """A directory of ``<model id>/<hh>/<key>.npz`` entries. ``None`` directory = in-memory only."""
+
+    def __init__(self, root: str | Path | None | bool = True, mem_entries: int = 65536) -> None:
+        """``root=True`` (default): :func:`default_cache_dir`; ``None``/``False``: memory only.
+
+        ``mem_entries``: with a directory, at most this many entries are also kept in memory (least
+        recently used dropped first; they stay on disk), so a long run's memory stays bounded.  A
+        memory-only cache keeps everything (it has nowhere else to keep it).
+        """
+        if root is True:
+            root = default_cache_dir()
+        self.root = Path(root) if root else None
+        self.mem_entries = int(mem_entries)
+        self._mem: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, model_id: str, key: str, suffix: str = ".npz") -> Path:
+        assert self.root is not None
+        return self.root / _safe(model_id) / key[:2] / f"{key}{suffix}"
+
+    @staticmethod
+    def _write_atomic(path: Path, write: Any) -> None:
+        """``write(fh)`` into a temporary file beside ``path``, then rename: readers never see a partial entry."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    def make_key(img_key: str, extra: Any = None) -> str:
+        if extra is None:
+            return img_key
+        return hashlib.sha256((img_key + json.dumps(extra, sort_keys=True, default=str)).encode()).hexdigest()
+
+    def get(self, model_id: str, key: str) -> dict[str, Any] | None:
+        value = self.peek(model_id, key)
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+    def peek(self, model_id: str, key: str) -> dict[str, Any] | None:
+        """Like :meth:`get` but not counted in ``hits``/``misses`` (opportunistic reads, e.g. an SR image
+        that may be byte-identical to an analysed HR image)."""
+        mem = self._mem.get((model_id, key))
+        if mem is not None:
+            self._mem.move_to_end((model_id, key))
+            return mem
+        if self.root is not None:
+            path = self._path(model_id, key)
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    value = {k: z[k] for k in z.files}
+                meta = json.loads(str(value.pop("__json__"))) if "__json__" in value else {}
+                value.update(meta)
+                self._remember((model_id, key), value)
+                return value
+            except (OSError, ValueError, KeyError):
+                pass  # absent or corrupt entry: recompute
+        return None
+
+    def _remember(self, k: tuple[str, str], value: dict[str, Any]) -> None:
+        self._mem[k] = value
+        self._mem.move_to_end(k)
+        if self.root is not None:
+            while len(self._mem) > self.mem_entries:
+                self._mem.popitem(last=False)
+
+    def put(self, model_id: str, key: str, value: dict[str, Any]) -> None:
+        self._remember((model_id, key), value)
+        if self.root is None:
+            return
+        arrays = {k: np.asarray(v) for k, v in value.items() if isinstance(v, np.ndarray)}
+        meta = {k: v for k, v in value.items() if not isinstance(v, np.ndarray)}
+        self._write_atomic(self._path(model_id, key),
+                           lambda fh: np.savez(fh, __json__=np.array(json.dumps(meta, sort_keys=True)), **arrays))
+
+    # -- bulky single arrays (e.g. LPIPS feature maps): one .npy per entry, read from disk, never kept in memory
+    def get_array(self, model_id: str, key: str) -> np.ndarray | None:
+        """A cached array or None (counted in ``hits``/``misses``). A memory-only cache keeps them in memory."""
+        if self.root is None:
+            value = self._mem.get((model_id, key), {}).get("__array__")
+        else:
+            try:
+                value = np.load(self._path(model_id, key, ".npy"), allow_pickle=False)
+            except (OSError, ValueError):
+                value = None  # absent or corrupt entry: recompute
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+    def put_array(self, model_id: str, key: str, value: np.ndarray) -> None:
+        if self.root is None:
+            self._mem[(model_id, key)] = {"__array__": value}
+            return
+        arr = np.ascontiguousarray(value)
+        self._write_atomic(self._path(model_id, key, ".npy"), lambda fh: np.save(fh, arr, allow_pickle=False))
