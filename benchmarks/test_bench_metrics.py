@@ -90,7 +90,7 @@ def test_lpips_batched_throughput(benchmark, hr_faces, tmp_path):
     import torch
 
     from fsrbench.api import CellContext, Unavailable
-    from fsrbench.engine.cache import Cache
+    from fsrbench.cache import Cache
     from fsrbench.imageio import make_lr, upsample
     from fsrbench.metrics.lpips import LPIPSMetric
 

@@ -247,9 +247,9 @@ def ecm_bootstrap(p_hr: np.ndarray, p_sr: np.ndarray, idx: np.ndarray) -> np.nda
 
 def _ecm_paired(da: tuple[np.ndarray, np.ndarray], db: tuple[np.ndarray, np.ndarray], n_boot: int, seed: int,
                 alpha: float) -> dict[str, Any]:
-    """Paired bootstrap of ECM(A) - ECM(B) with the resamples of fsrbench.metrics.stats (same seed -> same
+    """Paired bootstrap of ECM(A) - ECM(B) with the resamples of fsrbench.stats (same seed -> same
     numbers as ``stats.paired_bootstrap_set(_ecm_value, ...)``), vectorised."""
-    from fsrbench.metrics import stats
+    from fsrbench import stats
     from fsrbench.metrics.ecm import _ecm_value
 
     n = da[0].shape[0]
@@ -273,11 +273,11 @@ def significance(per_image: Any, dataset: str, scale: int, key: str, method: str
                  n_boot: int = N_BOOT, seed: int = SEED, alpha: float = ALPHA) -> dict[str, Any] | None:
     """Paired comparison of ``method`` against ``best`` for summary ``key`` on the images both scored.
 
-    Mean-type summaries use :func:`fsrbench.metrics.stats.paired_comparison` on the per-image column;
-    ECM and AU F1 use :func:`fsrbench.metrics.stats.paired_bootstrap_set` with the metric's set statistic.
+    Mean-type summaries use :func:`fsrbench.stats.paired_comparison` on the per-image column;
+    ECM and AU F1 use :func:`fsrbench.stats.paired_bootstrap_set` with the metric's set statistic.
     ``significant`` is True when the (1-alpha) paired-bootstrap CI of method - best excludes 0.
     Returns None when the per-image data for ``key`` is not available."""
-    from fsrbench.metrics import stats
+    from fsrbench import stats
 
     a = _cell_table(per_image, dataset, scale, method)
     b = _cell_table(per_image, dataset, scale, best)

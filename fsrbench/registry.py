@@ -187,7 +187,7 @@ def _kind_of(obj: Any) -> str:
             return "datasets"
         if issubclass(obj, Method):
             return "methods"
-        from fsrbench.analysis.base import AUEstimator, FERModel
+        from fsrbench.api.face import AUEstimator, FERModel
 
         if issubclass(obj, FERModel):
             return "fer"

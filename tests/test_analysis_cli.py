@@ -10,7 +10,7 @@ import pytest
 
 from fsrbench import analysis as A
 from fsrbench.cli import main
-from fsrbench.engine.cache import Cache
+from fsrbench.cache import Cache
 from fsrbench.registry import RegistryError
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fsrbench.analysis import get_identity, get_landmarks
-from fsrbench.analysis.base import FaceBox, IdentityModel, LandmarkModel
+from fsrbench.api.face import FaceBox, IdentityModel, LandmarkModel
 from fsrbench.analysis.dlib_models import cosine_similarity, euclidean_distance
 
 

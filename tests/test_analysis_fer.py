@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fsrbench.analysis import get_fer
-from fsrbench.analysis.base import FaceBox, FERModel
+from fsrbench.api.face import FaceBox, FERModel
 from fsrbench.analysis.fer_minixception import CLASSES, _tf_same_pad, to_gray
 
 REF = Path(__file__).parent / "data" / "fer_keras_reference.json"

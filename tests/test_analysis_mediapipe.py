@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fsrbench.analysis import get_landmarks
-from fsrbench.analysis.base import FaceBox, LandmarkModel
+from fsrbench.api.face import FaceBox, LandmarkModel
 from fsrbench.analysis.mediapipe_mesh import landmarks_to_box
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fsrbench.analysis.base import FaceBox, LandmarkResult
+from fsrbench.api.face import FaceBox, LandmarkResult
 from fsrbench.api import Dataset, Sample
 from fsrbench.data import priors as P
 

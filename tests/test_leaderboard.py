@@ -153,7 +153,7 @@ def test_cli_formats_on_stored_results(tmp_path, capsys):
 
 def test_vectorised_ecm_bootstrap_equals_the_metric_per_resample():
     from fsrbench.leaderboard import _ecm_paired, ecm_bootstrap
-    from fsrbench.metrics import stats
+    from fsrbench import stats
     from fsrbench.metrics.ecm import _ecm_value
 
     rng = np.random.default_rng(3)

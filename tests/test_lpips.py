@@ -71,7 +71,7 @@ def test_hr_features_cached_on_disk_bit_identical_and_not_held_in_memory(tmp_pat
     LPIPS of the reference implementation."""
     from skimage import data
 
-    from fsrbench.engine.cache import Cache
+    from fsrbench.cache import Cache
 
     img = data.astronaut()[::4, ::4][:128, :128].copy()
     rng = np.random.default_rng(3)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from fsrbench.api import CellContext
-from fsrbench.engine.cache import Cache
+from fsrbench.cache import Cache
 
 pytest.importorskip("mediapipe")
 pytest.importorskip("dlib")
@@ -116,7 +116,7 @@ def test_bicubic_x8_worse_than_x4_on_every_face_metric(bicubic):
 
 
 def test_paired_comparison_x4_vs_x8(bicubic):
-    from fsrbench.metrics.stats import paired_comparison
+    from fsrbench.stats import paired_comparison
 
     (t4, _), (t8, _) = bicubic[4], bicubic[8]
     out = paired_comparison(t8["lm_nme"].to_numpy(float), t4["lm_nme"].to_numpy(float), n_boot=500)

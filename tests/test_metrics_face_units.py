@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fsrbench.analysis.base import FERModel
+from fsrbench.api.face import FERModel
 from fsrbench.api import CellContext
-from fsrbench.engine.cache import Cache
+from fsrbench.cache import Cache
 from fsrbench.metrics.au import AUS, AUF1, f1_per_au, macro_accuracy, macro_f1
 from fsrbench.metrics.ecm import ECM, ecm
 from fsrbench.metrics.expression import ExpressionAgreement, canonical_emotion, label_indices

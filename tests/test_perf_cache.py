@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from fsrbench.api import CellContext
-from fsrbench.engine.cache import Cache, image_key
+from fsrbench.cache import Cache, image_key
 from fsrbench.metrics import face_common as fc
 
 

@@ -1,11 +1,11 @@
-"""Tests of fsrbench.metrics.stats against scipy and hand-computed values."""
+"""Tests of fsrbench.stats against scipy and hand-computed values."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import stats as st
 
-from fsrbench.metrics.stats import (bootstrap_ci, mean_ci, paired_bootstrap_set, paired_comparison,
+from fsrbench.stats import (bootstrap_ci, mean_ci, paired_bootstrap_set, paired_comparison,
                                     resample_indices)
 
 
@@ -134,7 +134,7 @@ def test_bootstrap_recentre_keeps_spread_and_centres_on_estimate():
 def test_align_tables_by_image_id():
     import pandas as pd
 
-    from fsrbench.metrics.stats import align_tables, compare_means
+    from fsrbench.stats import align_tables, compare_means
 
     a = pd.DataFrame({"image_id": ["x", "y", "z"], "v": [1.0, 2.0, 3.0]})
     b = pd.DataFrame({"image_id": ["z", "x", "w"], "v": [30.0, 10.0, 0.0]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fsrbench.engine.cache import Cache
+from fsrbench.cache import Cache
 from fsrbench.imageio import make_lr, read_image, upsample
 
 

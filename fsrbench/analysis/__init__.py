@@ -1,4 +1,4 @@
-"""Face-analysis models (landmarks, identity, FER, AU) behind the interfaces of :mod:`fsrbench.analysis.base`.
+"""Face-analysis models (landmarks, identity, FER, AU) behind the interfaces of :mod:`fsrbench.api.face`.
 
 Getters return one instance per (name, options) per process (each model is loaded once)::
 
@@ -15,7 +15,7 @@ is first requested; a face that cannot be analysed gives ``ok=False`` + ``reason
 never an exception.
 
 :func:`detect_cached` / :func:`fit_cached` / :func:`fer_cached` wrap the models with the on-disk analysis
-cache (:class:`fsrbench.engine.cache.Cache`), keyed by (model id, image content hash, box).
+cache (:class:`fsrbench.cache.Cache`), keyed by (model id, image content hash, box).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from fsrbench.analysis.base import AUEstimator, FaceBox, FERModel, IdentityModel, LandmarkModel, LandmarkResult
+from fsrbench.api.face import AUEstimator, FaceBox, FERModel, IdentityModel, LandmarkModel, LandmarkResult
 
 __all__ = [
     "AUEstimator", "FaceBox", "FERModel", "IdentityModel", "LandmarkModel", "LandmarkResult",
@@ -100,10 +100,10 @@ def clear_model_cache() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# cache-aware wrappers (fsrbench.engine.cache)
+# cache-aware wrappers (fsrbench.cache)
 # ------------------------------------------------------------------------------------------------
 def _img_key(image: np.ndarray) -> str:
-    from fsrbench.engine.cache import image_key
+    from fsrbench.cache import image_key
 
     return image_key(np.asarray(image))
 

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fsrbench.analysis.base import AUEstimator
+from fsrbench.api.face import AUEstimator
 
 DATA_FILE = Path(__file__).with_name("au_geometric.json")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fsrbench.analysis.base import FaceBox, LandmarkResult, face_image
+from fsrbench.api.face import FaceBox, LandmarkResult, face_image
 from fsrbench.api import Unavailable
 
 DLIB_SAME_PERSON_THRESHOLD = 0.6  # dlib's documented Euclidean threshold for the 128-D descriptor

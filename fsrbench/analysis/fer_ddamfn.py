@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fsrbench.analysis.base import FaceBox, FERModel
+from fsrbench.api.face import FaceBox, FERModel
 from fsrbench.api import Unavailable
 
 CLASSES7 = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "angry")

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fsrbench.analysis.base import FaceBox, FERModel
+from fsrbench.api.face import FaceBox, FERModel
 from fsrbench.api import Unavailable
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from fsrbench.analysis.base import FaceBox, LandmarkResult, face_image
+from fsrbench.api.face import FaceBox, LandmarkResult, face_image
 from fsrbench.api import Unavailable
 
 NUM_POINTS = 478

@@ -16,7 +16,7 @@ class CellContext:
     method: str
     protocol: Any  # fsrbench.protocols.Protocol
     device: Any = "cpu"
-    cache: Any = None  # fsrbench.engine.cache.Cache (on-disk, keyed by content hash + model id)
+    cache: Any = None  # fsrbench.cache.Cache (on-disk, keyed by content hash + model id)
     options: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"fer": "mini-xception"}
     meta: list[dict[str, Any]] = field(default_factory=list)  # per-image metadata of the current batch
     ids: list[str] = field(default_factory=list)  # image ids of the current batch
@@ -56,7 +56,7 @@ class Metric:
 
     def summarize(self, table: Any, ctx: CellContext) -> dict[str, Any]:
         """Dataset-level summary from the cell's per-image table. Default: mean with a 95% CI."""
-        from fsrbench.metrics.stats import mean_ci
+        from fsrbench.stats import mean_ci
 
         col = self.column_names()[0]
         return {self.name: mean_ci(table[col].to_numpy(dtype=float))}

@@ -3,7 +3,7 @@
 Per-image face analysis, for users who want to see what the face metrics see: face found?, the HR face
 box (MediaPipe landmarks-to-ROI rule), landmark count, FER probabilities, whether an identity descriptor
 could be computed, and the reason when something failed. Results go through the on-disk analysis cache
-(:class:`fsrbench.engine.cache.Cache`; ``--cache DIR``, default ``$FSRBENCH_CACHE`` or ~/.cache/fsrbench,
+(:class:`fsrbench.cache.Cache`; ``--cache DIR``, default ``$FSRBENCH_CACHE`` or ~/.cache/fsrbench,
 ``--no-cache`` to disable), so re-running on the same images is fast. An unreadable image or a face that
 cannot be analysed becomes a row with a reason, never a crash.
 """
@@ -50,7 +50,7 @@ def _fmt(x: Any) -> Any:
 def main(args: argparse.Namespace) -> int:
     from fsrbench import analysis as A
     from fsrbench.api import DataError
-    from fsrbench.engine.cache import Cache, default_cache_dir
+    from fsrbench.cache import Cache, default_cache_dir
     from fsrbench.imageio import read_image
 
     root = Path(args.images)

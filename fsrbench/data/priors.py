@@ -201,7 +201,7 @@ PRIOR_NAMES = ("landmarks68", "landmarks478_hr", "landmarks478_lr", "parsing", "
 
 
 def _default_root() -> Path:
-    from fsrbench.engine import cache
+    from fsrbench import cache
 
     if hasattr(cache, "default_cache_dir"):
         return Path(cache.default_cache_dir()) / "priors"
@@ -407,7 +407,7 @@ class DatasetPriors:
         return PriorArray(ids, vals, ok, list(lm.reasons), source)
 
     def _lm68_fn(self, source: str) -> Callable[[Any], Any]:
-        from fsrbench.analysis.base import LandmarkResult
+        from fsrbench.api.face import LandmarkResult
 
         if source == "annotation":
             def from_meta(s: Any) -> Any:
@@ -494,7 +494,7 @@ def test_prior(name: str, *, hr: np.ndarray, lr: np.ndarray, upsampled: np.ndarr
     import torch
 
     from fsrbench.api import Unavailable
-    from fsrbench.engine.cache import Cache, image_key
+    from fsrbench.cache import Cache, image_key
 
     if name != "landmarks478_lr":
         raise Unavailable(f"no test-time provider for prior {name!r} (available: landmarks478_lr)")

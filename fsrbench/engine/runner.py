@@ -40,8 +40,8 @@ import pandas as pd
 from fsrbench import registry as reg
 from fsrbench.api import Batch, CellContext, DataError, Dataset, Method, Metric, Unavailable
 from fsrbench.data.multires import MultiRes, lr_sizes, pair_id, split_pair_id
-from fsrbench.engine.cache import Cache
-from fsrbench.engine.dist import Group, local_rank
+from fsrbench.cache import Cache
+from fsrbench.dist import Group, local_rank
 from fsrbench.imageio import atomic_write_bytes, make_lr, read_image, tensor_to_uint8, to_tensor, upsample, write_png
 from fsrbench.protocols import Protocol, get_protocol
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fsrbench.api import CellContext, Metric
-from fsrbench.metrics.stats import align_tables, bootstrap_ci, compare_means, paired_bootstrap_set
+from fsrbench.stats import align_tables, bootstrap_ci, compare_means, paired_bootstrap_set
 
 AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU15", "AU17", "AU20", "AU23",
        "AU25", "AU26")

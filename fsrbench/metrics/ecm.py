@@ -26,7 +26,7 @@ import numpy as np
 
 from fsrbench.api import CellContext, Metric, Unavailable
 from fsrbench.metrics.face_common import FERMetricMixin
-from fsrbench.metrics.stats import align_tables, bootstrap_ci, paired_bootstrap_set
+from fsrbench.stats import align_tables, bootstrap_ci, paired_bootstrap_set
 
 ECM_BINS = 10
 ECM_ALPHA = 0.5

@@ -20,7 +20,7 @@ import numpy as np
 
 from fsrbench.api import CellContext, Metric
 from fsrbench.metrics.face_common import FERMetricMixin
-from fsrbench.metrics.stats import compare_means, mean_ci
+from fsrbench.stats import compare_means, mean_ci
 
 EMOTION_SYNONYMS = {
     "angry": "angry", "anger": "angry", "an": "angry",

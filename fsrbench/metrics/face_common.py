@@ -6,7 +6,7 @@ What lives here, so that each model runs once per image:
   :mod:`fsrbench.analysis`): :func:`get_fer_model`, :func:`get_mesh`, :func:`get_dlib68`,
   :func:`get_identity_model`, :func:`get_au_estimator` (plugin registries ``fer``, ``landmarks``,
   ``identity``, ``au``).
-* **HR analyses, cached on disk** with ``ctx.cache`` (:class:`fsrbench.engine.cache.Cache`), keyed by
+* **HR analyses, cached on disk** with ``ctx.cache`` (:class:`fsrbench.cache.Cache`), keyed by
   ``image_key(hr)`` and the model id: the face box, landmarks, FER probabilities and identity descriptor of
   an HR image are computed once, whichever method is being scored.  SR analyses are cached the same way
   (keyed by the SR content *and* the HR box) only with metric option ``cache_sr=true``.
@@ -31,9 +31,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fsrbench.analysis.base import FaceBox
+from fsrbench.api.face import FaceBox
 from fsrbench.api import CellContext, Unavailable
-from fsrbench.engine.cache import Cache, image_key
+from fsrbench.cache import Cache, image_key
 
 _FALLBACK_CACHE = Cache(None)  # in-memory cache for contexts without one (tests, the Python API)
 AU_BUILTIN = {"geometric": "fsrbench.analysis.au_geometric:GeometricAU"}

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fsrbench.api import CellContext, Metric
-from fsrbench.metrics.stats import compare_means, mean_ci
+from fsrbench.stats import compare_means, mean_ci
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 SAME_PERSON = 0.6

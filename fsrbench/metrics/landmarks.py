@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fsrbench.api import CellContext, Metric
-from fsrbench.metrics.stats import compare_means, mean_ci
+from fsrbench.stats import compare_means, mean_ci
 
 DLIB_OUTER_EYES = (36, 45)
 MESH_OUTER_EYES = (33, 263)

@@ -168,7 +168,7 @@ class LPIPSMetric(Metric):
         from the cache when there (one flat ``.npy`` per image, read from disk, never held in memory)."""
         import torch
 
-        from fsrbench.engine.cache import image_key
+        from fsrbench.cache import image_key
 
         cache = getattr(ctx, "cache", None) if ctx is not None else None
         mid = self._model_id()
