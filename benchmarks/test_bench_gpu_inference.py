@@ -47,7 +47,7 @@ def _batch(scale: int, n: int) -> Any:
 
 
 def _images_per_s(method: Any, model: Any, batch: Any, amp: str, repeat: int = 5) -> tuple[float, Any]:
-    from fsrbench.engine.runner import autocast_context
+    from fsrbench.eval.components import autocast_context
 
     with torch.no_grad(), autocast_context("cuda", amp):
         out = method.forward_sr(model, batch).float()  # warm-up (cuDNN autotune, allocations)

@@ -50,17 +50,21 @@ def _register_bilinear() -> None:
 def timed_run(out: Path, data: Path, method: str, cache: Path, metrics: list[str] | None = None,
               batch_size: int = 16) -> dict[str, float]:
     """One in-process run; returns wall seconds of scoring (per-image work) and of the whole run."""
-    from fsrbench.engine.runner import Runner, RunSpec
+    from fsrbench.eval.runner import Runner, RunSpec
+    from fsrbench.eval.scorer import CellScorer
 
     times: dict[str, float] = {"score": 0.0}
 
-    class Timed(Runner):
-        def _score_cell(self, *a: Any, **k: Any) -> Any:
+    class TimedScorer(CellScorer):
+        def score_cell(self, *a: Any, **k: Any) -> Any:
             t = time.perf_counter()
             try:
-                return super()._score_cell(*a, **k)
+                return super().score_cell(*a, **k)
             finally:
                 times["score"] += time.perf_counter() - t
+
+    class Timed(Runner):
+        scorer_class = TimedScorer
 
     spec = RunSpec(methods=[method], datasets=[f"folder:{data}"], scales=[4], metrics=metrics or ALL_METRICS,
                    out=str(out), cache_dir=str(cache), progress=False, batch_size=batch_size)

@@ -44,7 +44,7 @@ def get_method(name: str, scale: int | None = None, device: str = "cpu", weights
 
 def get_dataset(spec: str, **options: Any) -> Dataset:
     """``demo``, ``folder:/dir``, ``celeba`` ... as a Dataset (``ids()``, ``load(id)``)."""
-    from fsrbench.engine.runner import open_dataset
+    from fsrbench.eval.components import open_dataset
 
     return open_dataset(spec, **options)
 
@@ -55,12 +55,12 @@ def evaluate(methods: list[str] | str = "all", datasets: list[str] | str = "demo
     """Run an evaluation (same engine as ``fsrbench run``) and return the per-image pandas DataFrame.
 
     ``out`` is the results directory (default: a temporary directory); other keyword arguments are
-    fields of :class:`fsrbench.engine.runner.RunSpec` (``batch_size``, ``device``, ``weights``, ...).
+    fields of :class:`fsrbench.eval.runner.RunSpec` (``batch_size``, ``device``, ``weights``, ...).
     The dataset-level summaries are in ``df.attrs["metrics"]``.
     """
     import tempfile
 
-    from fsrbench.engine.runner import RunSpec, run
+    from fsrbench.eval.runner import RunSpec, run
 
     as_list = (lambda v: [v] if isinstance(v, (str, int)) else list(v))
     spec = RunSpec(methods=as_list(methods), datasets=as_list(datasets), scales=[int(s) for s in as_list(scales)],
@@ -75,6 +75,6 @@ def evaluate(methods: list[str] | str = "all", datasets: list[str] | str = "demo
 
 
 def _resolved(names: list[str]) -> list[str]:
-    from fsrbench.engine.runner import resolve_methods
+    from fsrbench.eval.components import resolve_methods
 
     return resolve_methods(names)

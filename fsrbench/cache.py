@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fsrbench.results import atomic_file
 
 
 def default_cache_dir() -> Path:
@@ -62,16 +62,10 @@ class Cache:
 
     @staticmethod
     def _write_atomic(path: Path, write: Any) -> None:
-        """``write(fh)`` into a temporary file beside ``path``, then rename: readers never see a partial entry."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """``write(fh)`` into a temporary file beside ``path``, then rename: readers never see a partial entry
+        (not fsynced: a lost entry after a power cut is recomputed)."""
+        with atomic_file(path, fsync=False) as fh:
+            write(fh)
 
     @staticmethod
     def make_key(img_key: str, extra: Any = None) -> str:

@@ -8,20 +8,19 @@
   inputs (:func:`upsample`) and the bicubic baseline (METHODS.md §0.2). Do not mix resizers.
 * :func:`to_tensor` / :func:`tensor_to_uint8` convert between uint8 NHWC arrays and float NCHW tensors in
   [0,1]; ``tensor_to_uint8`` is the protocol's quantisation (clip to [0,1], ×255, round half to even).
-* :func:`write_png` writes atomically (temporary file + ``os.replace``).
+* :func:`write_png` writes atomically (:func:`fsrbench.results.atomic_write_bytes`).
 """
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fsrbench.api import DataError
+from fsrbench.errors import DataError
+from fsrbench.results import atomic_write_bytes  # noqa: F401 - also the old import path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 MAX_PIXELS = 50_000_000  # a 4000x4000 image is fine; a decompression bomb is refused
@@ -134,21 +133,6 @@ def tensor_to_uint8(t: Any) -> np.ndarray:
         t = t[None]
     q = t.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8)
     return q.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_png(path: str | os.PathLike[str], img: np.ndarray) -> None:

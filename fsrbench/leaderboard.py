@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from fsrbench.engine.runner import load_json
+from fsrbench.results import load_json, load_run  # noqa: F401 - load_run: the old import path
 
 # [CHOICE] leaderboard.headline: the summaries of the main table and of the mean rank (one per metric
 # family, so five identity thresholds do not outweigh PSNR); every other summary goes to the second table.
@@ -748,27 +748,6 @@ def _rep_text(hits: list[Any], marks: list[str]) -> str:
 # ------------------------------------------------------------------------------------------------
 # entry points
 # ------------------------------------------------------------------------------------------------
-def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Any, dict[str, Any] | None]:
-    """(metrics_doc, per_image DataFrame or None, profile or None) of a results directory."""
-    import pandas as pd
-
-    run_dir = Path(run_dir)
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `fsrbench run --out {run_dir}` first")
-    doc = load_json(path)
-    per_image = None
-    pi = run_dir / "per_image.csv"
-    if not pi.is_file() and (run_dir / "per_image.csv.gz").is_file():
-        pi = run_dir / "per_image.csv.gz"  # stored results (leaderboards/results) keep a trimmed, gzipped copy
-    if pi.is_file():
-        per_image = pd.read_csv(pi, keep_default_na=False, na_values=["nan", "NaN", ""], low_memory=False,
-                                dtype={"image_id": str, "error": str, "note": str, "status": str, "dataset": str,
-                                       "method": str})
-    profile = load_json(run_dir / "profile.json") if (run_dir / "profile.json").is_file() else None
-    return doc, per_image, profile
-
-
 def leaderboard(run_dir: str | Path, title: str | None = None, fmt: str = "md", compare_reported: bool = False,
                 reported_dataset: str | None = None, significance_tests: bool = True) -> str:
     doc, per_image, profile = load_run(run_dir)

@@ -18,7 +18,7 @@ FACE_METRICS = {"ecm": "fsrbench.metrics.ecm:ECM", "expression": "fsrbench.metri
 
 
 def test_run_demo_bicubic_and_oracle(tmp_path):
-    from fsrbench.engine.runner import RunSpec, run
+    from fsrbench.eval.runner import RunSpec, run
     from fsrbench.registry import metrics as metric_registry
 
     for name, target in FACE_METRICS.items():  # entry points may be missing in a stale install

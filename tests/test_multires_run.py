@@ -13,7 +13,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from fsrbench.data.demo import DemoDataset
-from fsrbench.engine.runner import RunSpec, run
+from fsrbench.eval.runner import RunSpec, run
 from fsrbench.leaderboard import leaderboard
 
 REPO = Path(__file__).resolve().parents[1]

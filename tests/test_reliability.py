@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fsrbench.engine import runner as runner_mod
-from fsrbench.engine.runner import RunSpec, run
+from fsrbench import results as results_mod
+from fsrbench.eval.runner import RunSpec, run
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = REPO / "tests" / "fixture_plugins" / "misbehaving.py"
@@ -169,7 +169,7 @@ def test_low_disk_space_is_refused_up_front(tmp_path, monkeypatch):
 
 
 def test_disk_full_while_writing_leaves_no_half_written_results(tmp_path, monkeypatch):
-    real = runner_mod.write_csv_atomic
+    real = results_mod.write_csv_atomic
     calls = {"n": 0}
 
     def failing(path, df):
@@ -178,7 +178,7 @@ def test_disk_full_while_writing_leaves_no_half_written_results(tmp_path, monkey
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, df)
 
-    monkeypatch.setattr(runner_mod, "write_csv_atomic", failing)
+    monkeypatch.setattr(results_mod, "write_csv_atomic", failing)
     out = tmp_path / "r"
     with pytest.raises(OSError):
         run(RunSpec(methods=["bicubic"], scales=[4, 8], metrics=["psnr"], out=str(out), progress=False),
@@ -186,7 +186,7 @@ def test_disk_full_while_writing_leaves_no_half_written_results(tmp_path, monkey
     cells = list((out / "cells").glob("*/x*/*"))
     assert len(cells) == 1 and (cells[0] / "summary.json").is_file()
     assert not list(out.glob(".cell-*"))
-    monkeypatch.setattr(runner_mod, "write_csv_atomic", real)
+    monkeypatch.setattr(results_mod, "write_csv_atomic", real)
     res = run(RunSpec(methods=["bicubic"], scales=[4, 8], metrics=["psnr"], out=str(out), progress=False),
               log=lambda m: None)
     assert len(res.cached) == 1 and len(res.computed) == 1

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import fsrbench
-from fsrbench.engine.runner import RunSpec, run
+from fsrbench.eval.runner import RunSpec, run
 from fsrbench.leaderboard import leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,7 +134,7 @@ def test_kill_midway_then_resume_does_not_recompute_finished_cells(tmp_path):
 
 
 def test_second_concurrent_run_is_refused(tmp_path):
-    from fsrbench.engine.runner import run_lock
+    from fsrbench.results import run_lock
 
     out = tmp_path / "r"
     with run_lock(out):

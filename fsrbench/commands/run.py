@@ -1,4 +1,4 @@
-"""``fsrbench run``: evaluate methods on datasets at scales; resumable (see fsrbench/engine/runner.py)."""
+"""``fsrbench run``: evaluate methods on datasets at scales; resumable (see fsrbench/eval/runner.py)."""
 from __future__ import annotations
 
 import argparse
@@ -85,7 +85,7 @@ def _relaunch_with_torchrun(workers: int) -> int:
 def main(args: argparse.Namespace) -> int:
     import os
 
-    from fsrbench.engine.runner import RunSpec, run
+    from fsrbench.eval.runner import RunSpec, run
     from fsrbench.leaderboard import leaderboard
 
     if args.workers > 1 and "RANK" not in os.environ:

@@ -12,7 +12,7 @@ same images; training draws one rate uniformly per image per iteration, :func:`d
 
 LR at size s = :func:`fsrbench.imageio.make_lr` (PIL bicubic on uint8 HR) with ``size=s``; most rates do
 not divide 128 into an integer scale. The evaluation side is the runner's ``--multires`` mode
-(``fsrbench.engine.runner``, docs/multires.md): any-scale methods get each LR natively, fixed-scale models the
+(``fsrbench.eval.runner``, docs/multires.md): any-scale methods get each LR natively, fixed-scale models the
 same LR resized to their input, and every row records its ``lr_size``.
 """
 from __future__ import annotations

@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+
+from fsrbench.cache import default_cache_dir
+from fsrbench.results import atomic_file
 
 # iBUG 68 (0-based): jaw 0-16, brows 17-21 | 22-26, nose 27-35, eyes 36-41 | 42-47, mouth 48-59, inner 60-67
 FLIP_PERM_68: tuple[int, ...] = (
@@ -201,11 +202,7 @@ PRIOR_NAMES = ("landmarks68", "landmarks478_hr", "landmarks478_lr", "parsing", "
 
 
 def _default_root() -> Path:
-    from fsrbench import cache
-
-    if hasattr(cache, "default_cache_dir"):
-        return Path(cache.default_cache_dir()) / "priors"
-    return Path(os.environ.get("FSRBENCH_CACHE") or Path.home() / ".cache" / "fsrbench") / "priors"
+    return Path(default_cache_dir()) / "priors"
 
 
 def _safe(s: str) -> str:
@@ -308,16 +305,9 @@ class DatasetPriors:
 
     def _save(self, name: str, arr: PriorArray) -> None:
         path = self._file(name, arr.source)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, ids=np.array(arr.ids, dtype=str), values=arr.values, ok=arr.ok,
-                                    reasons=np.array(arr.reasons, dtype=str))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path, fsync=False) as fh:
+            np.savez_compressed(fh, ids=np.array(arr.ids, dtype=str), values=arr.values, ok=arr.ok,
+                                reasons=np.array(arr.reasons, dtype=str))
         arr.path = path
 
     # -- public -----------------------------------------------------------------------------------

@@ -16,6 +16,9 @@ from typing import Any
 
 import yaml
 
+from fsrbench.leaderboard import leaderboard
+from fsrbench.results import read_per_image
+
 ROOT = Path(__file__).resolve().parents[2] / "leaderboards"
 KEEP_PREFIXES = ("psnr", "ssim", "lpips", "ecm_p_", "expr_", "lm_ld", "lm_mpe", "lm_nme", "id_cos", "id_dist",
                  "au_ref_", "au_sr_")
@@ -25,8 +28,6 @@ ID_COLUMNS = ("dataset", "scale", "method", "image_id", "status", "error", "note
 def store_results(run_dir: str | Path, name: str, title: str | None = None, compare_reported: bool = False,
                   reported_dataset: str | None = None, root: str | Path = ROOT) -> Path:
     """Copy the small files of ``run_dir`` into ``root/results/name`` (see module docstring)."""
-    import pandas as pd
-
     src = Path(run_dir)
     dst = Path(root) / "results" / name
     dst.mkdir(parents=True, exist_ok=True)
@@ -34,8 +35,7 @@ def store_results(run_dir: str | Path, name: str, title: str | None = None, comp
         if (src / f).is_file():
             shutil.copyfile(src / f, dst / f)
     if (src / "per_image.csv").is_file():
-        df = pd.read_csv(src / "per_image.csv", keep_default_na=False, na_values=["nan", "NaN", ""], low_memory=False,
-                         dtype={"image_id": str, "error": str, "note": str, "status": str})
+        df = read_per_image(src / "per_image.csv")
         cols = [c for c in df.columns if c in ID_COLUMNS or c == "lr_size" or (c.startswith(KEEP_PREFIXES) and not c.endswith("_reason"))]
         data = df[cols].to_csv(index=False, lineterminator="\n", float_format="%.6g").encode()
         with open(dst / "per_image.csv.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0,
@@ -49,8 +49,6 @@ def store_results(run_dir: str | Path, name: str, title: str | None = None, comp
 
 
 def render_stored(result_dir: str | Path) -> str:
-    from fsrbench.leaderboard import leaderboard
-
     d = Path(result_dir)
     opts = yaml.safe_load((d / "board.yaml").read_text()) if (d / "board.yaml").is_file() else {}
     return leaderboard(d, title=opts.get("title", d.name), compare_reported=bool(opts.get("compare_reported")),

@@ -20,6 +20,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from fsrbench.eval.components import open_dataset
+from fsrbench.imageio import make_lr, read_image
+from fsrbench.results import load_json, sr_path
+
 EYE_POINTS = (33, 133, 159, 145, 263, 362, 386, 374)
 MOUTH_POINTS = (61, 291, 0, 17)
 FIXED_EYES = (20, 36, 108, 66)
@@ -118,14 +122,10 @@ def make_grid(rows: list[dict[str, Any]], methods: list[str], title: str = "") -
 
 
 def _sr_path(run_dir: Path, dataset: str, scale: int, method: str, image_id: str) -> Path:
-    from fsrbench.engine.runner import slug
-
-    return run_dir / "sr" / slug(dataset) / f"x{scale}" / slug(method) / f"{slug(image_id)}.png"
+    return sr_path(run_dir, dataset, scale, method, image_id)
 
 
 def _open_dataset(run: dict[str, Any], dataset: str) -> Any:
-    from fsrbench.engine.runner import open_dataset
-
     return open_dataset(dataset, **(run.get("spec", {}).get("dataset_options") or {}))
 
 
@@ -145,9 +145,6 @@ def grid_for(run_dir: str | Path, dataset: str, scale: int, image_ids: list[str]
              title: str = "", per_image: Any = None, caption_column: str | None = "psnr",
              use_landmarks: bool = True) -> tuple[Image.Image, str]:
     """Build the grid for these images from a results directory; returns (image, crop source)."""
-    from fsrbench.engine.runner import load_json
-    from fsrbench.imageio import make_lr, read_image
-
     run_dir = Path(run_dir)
     run = load_json(run_dir / "run.json")
     ds = _open_dataset(run, dataset)

@@ -20,6 +20,12 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from fsrbench.leaderboard import (HEADLINE, REFERENCE_METHODS, _models, build_boards, render_boards_markdown,
+                                  render_compare_reported)
+from fsrbench.report import plots
+from fsrbench.report.grids import grid_for, select_images
+from fsrbench.results import load_json, load_run, slug
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}h3{font-size:1.05em}
@@ -159,8 +165,6 @@ def _dataset_text(d: Any) -> str:
 
 def _face_models_text(doc: dict[str, Any] | None) -> str:
     """The analysis-model ids recorded in the summaries of metrics.json (FER, AU, landmarks, identity)."""
-    from fsrbench.leaderboard import _models
-
     models = _models((doc or {}).get("cells", []))
     return "; ".join(f"{fam}: {', '.join(v)}" for fam, v in models.items())
 
@@ -203,10 +207,6 @@ def _safe(section: str, fn: Callable[[], str], log: Callable[[str], None]) -> st
 
 def grids_section(run_dir: Path, doc: dict[str, Any], per_image: Any, n_fixed: int = 3, k: int = 2,
                   column: str = "psnr", save_dir: Path | None = None, log: Callable[[str], None] = print) -> str:
-    from fsrbench.engine.runner import slug
-    from fsrbench.leaderboard import REFERENCE_METHODS, build_boards
-    from fsrbench.report.grids import grid_for, select_images
-
     if not (run_dir / "sr").is_dir():
         return '<p class="skip">No SR images in this results directory (run without --no-save-sr to get grids).</p>'
     if per_image is None:
@@ -240,10 +240,6 @@ def grids_section(run_dir: Path, doc: dict[str, Any], per_image: Any, n_fixed: i
 
 
 def plots_section(doc: dict[str, Any], per_image: Any, fmt: str = "png", save_dir: Path | None = None) -> str:
-    from fsrbench.engine.runner import slug
-    from fsrbench.leaderboard import HEADLINE, REFERENCE_METHODS, build_boards
-    from fsrbench.report import plots
-
     figs: list[tuple[str, Any]] = []
     datasets = sorted({c["dataset"] for c in doc.get("cells", [])})
     for ds in datasets:
@@ -276,9 +272,6 @@ def plots_section(doc: dict[str, Any], per_image: Any, fmt: str = "png", save_di
 def build_report(run_dir: str | Path, title: str | None = None, grids: bool = True, plots_fmt: str = "png",
                  save_dir: str | Path | None = None, reported_dataset: str | None = None,
                  log: Callable[[str], None] = print) -> str:
-    from fsrbench.engine.runner import load_json
-    from fsrbench.leaderboard import build_boards, load_run, render_boards_markdown, render_compare_reported
-
     run_dir = Path(run_dir)
     doc, per_image, profile = load_run(run_dir)
     run = load_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else None

@@ -27,6 +27,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fsrbench.eval.components import Components, load_plugins, open_dataset
+from fsrbench.results import atomic_write_bytes, json_bytes, load_json
+
 COUNTED = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear")
 
 
@@ -149,49 +152,40 @@ def profile_run(run_dir: str | Path, device: str = "cpu", repeats: int = 10, war
 
     import torch
 
-    from fsrbench.api import Batch
-    from fsrbench.engine.runner import Runner, RunSpec, atomic_write_bytes, json_bytes, load_json, open_dataset
-    from fsrbench.imageio import make_lr, to_tensor, upsample
-
     log = log or (lambda m: None)
     run_dir = Path(run_dir)
     rj = run_dir / "run.json"
     if not rj.is_file():
         raise FileNotFoundError(f"{rj} not found: profile needs the run's run.json (run `fsrbench run --out {run_dir}`)")
     run = load_json(rj)
-    fields = set(RunSpec.__dataclass_fields__)
-    spec = RunSpec(**{k: v for k, v in run["spec"].items() if k in fields})
-    spec.device, spec.out, spec.progress = device, str(run_dir), False
-    runner = Runner(spec, log=log)
-    methods = run.get("resolved", {}).get("methods") or spec.methods
+    spec = run["spec"]
+    load_plugins(spec.get("plugins") or [], log)
+    comp = Components.create(spec.get("protocol") or "dic-v1", device, spec.get("cache_dir"), "none",
+                             spec.get("checkpoint_dir"), spec.get("weights") or {})
+    methods = run.get("resolved", {}).get("methods") or spec.get("methods") or ["all"]
     try:
-        ds = open_dataset(spec.datasets[0], **spec.dataset_options)
+        ds = open_dataset(spec["datasets"][0], **(spec.get("dataset_options") or {}))
         hr = ds.load(ds.ids()[0]).hr
     except Exception:  # noqa: BLE001 - any face image will do for timing
         ds = open_dataset("demo")
         hr = ds.load(ds.ids()[0]).hr
     entries = []
-    for scale in spec.scales:
-        lr = make_lr(hr, scale)
-        up = upsample(lr, runner.protocol.hr_size)
+    for scale in [int(s) for s in spec.get("scales") or [4, 8]]:
         for name in methods:
-            method, why = runner._method(name, scale)
+            method, why = comp.method(name, scale)
             if method is None:
                 entries.append({"method": name, "scale": scale, "skipped": why})
                 continue
             try:
-                batch = Batch(ids=["profile"], lr=to_tensor(lr[None], runner.device),
-                              upsampled=to_tensor(up[None], runner.device), scale=scale,
-                              hr_size=runner.protocol.hr_size,
-                              priors=runner._test_priors(method, hr[None], lr[None], up[None]))
-                res = measure(method, batch, runner.device, warmup=warmup, repeats=repeats)
+                batch = comp.batch(method, ["profile"], hr[None], scale)
+                res = measure(method, batch, comp.device, warmup=warmup, repeats=repeats)
             except Exception as exc:  # noqa: BLE001
                 entries.append({"method": name, "scale": scale, "skipped": f"{type(exc).__name__}: {exc}"})
                 continue
             entries.append({"method": name, "scale": scale, **res})
             log(f"profile {name} x{scale}: " + ", ".join(f"{k}={v:.4g}" for k, v in res.items()
                                                            if isinstance(v, float) and math.isfinite(v)))
-    doc = {"device": str(runner.device) + (f" ({torch.cuda.get_device_name()})" if runner.device.type == "cuda"
+    doc = {"device": str(comp.device) + (f" ({torch.cuda.get_device_name()})" if comp.device.type == "cuda"
                                            else f" ({platform.processor() or platform.machine()}, "
                                                 f"{torch.get_num_threads()} threads)"),
            "batch_size": 1, "warmup": warmup, "repeats": repeats,
