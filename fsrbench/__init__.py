@@ -16,7 +16,7 @@ from typing import Any
 from fsrbench.api import (Batch, CellContext, DataError, Dataset, Method, Metric, Sample, TrainableMethod,
                           TrainBatch, Unavailable)
 
-__version__ = "0.1.0"
+from fsrbench._version import __version__
 
 __all__ = ["Batch", "CellContext", "DataError", "Dataset", "Method", "Metric", "Sample", "TrainableMethod",
            "TrainBatch", "Unavailable", "evaluate", "get_dataset", "get_method", "get_metric", "__version__"]

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsrbench.weights import read_state_dict as _read_state_dict
+
 from .msaf import MSAFFusion
 
 EDGES_FILE = Path(__file__).resolve().parent / "edges.json"
@@ -295,27 +297,13 @@ def _esrgan_key(k: str) -> str:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint, loaded safely: safetensors, or torch.load(weights_only=True).
-
-    BasicSR wrappers ``{"params_ema": ...}`` / ``{"params": ...}`` / ``{"state_dict": ...}`` are unwrapped.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"ESRGAN checkpoint {p} not found (set esrgan_init to a local "
-                                f"RRDB_ESRGAN_x4.pth / RRDB_PSNR_x4.pth or a .safetensors file)")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        sd: Any = load_file(str(p))
-    else:
-        sd = torch.load(str(p), map_location="cpu", weights_only=True)
-    for key in ("params_ema", "params", "state_dict"):
-        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
-            break
-    if not isinstance(sd, dict):
-        raise ValueError(f"{p}: not a state dict")
-    return {k.removeprefix("module."): v for k, v in sd.items() if torch.is_tensor(v)}
+    """Tensors of a checkpoint, loaded safely (:func:`fsrbench.weights.read_state_dict`: safetensors, or
+    torch.load(weights_only=True)); BasicSR wrappers ``{"params_ema": ...}`` / ``{"params": ...}`` /
+    ``{"state_dict": ...}`` are unwrapped."""
+    sd = _read_state_dict(path, nested=("params_ema", "params", "state_dict"),
+                          missing="ESRGAN checkpoint {path} not found (set esrgan_init to a local "
+                                  "RRDB_ESRGAN_x4.pth / RRDB_PSNR_x4.pth or a .safetensors file)")
+    return {k: v for k, v in sd.items() if torch.is_tensor(v)}
 
 
 def load_esrgan(model: AffectSRNet, path: str | Path) -> dict[str, Any]:

@@ -23,54 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsrbench.weights import load_partial, read_state_dict  # noqa: F401 - moved there; old import path
 from fsrbench_baselines.common import BaselineMethod, heatmaps_from_landmarks, require_prior
 from fsrbench_baselines.mpenet.discriminator import SRGANDiscriminator
 from fsrbench_baselines.mpenet.model import MPENet, occurrence_weights, weighted_bce, weighted_dice
 
 #: fsrbench's geometric AU estimator's AUs (docs AU.md), the default column order of the "au" prior.
 GEOMETRIC_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 17, 20, 23, 25, 26)
-
-
-# ------------------------------------------------------------------------------------------------
-# weight loading shared by the MPEGAN and UFVNet initialisation keys
-# ------------------------------------------------------------------------------------------------
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a .safetensors file (the engine's weights) or a torch file (optionally nested
-    under "model" / "state_dict"); a leading "module." (DDP) is stripped."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"initial weights {p} do not exist (set the config key to a trained "
-                                "checkpoint's .safetensors file, e.g. from `fsrbench train`)")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(p))
-    else:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-        for key in ("model", "state_dict"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
-
-
-def load_partial(module: nn.Module, path: str | Path, prefix: str = "", strip: str = "") -> dict[str, list[str]]:
-    """Load the entries of ``path`` whose names (after removing ``strip``) start with ``prefix`` into
-    ``module`` (names taken relative to ``prefix``).  Shapes must agree; nothing matching is an error.
-    Returns {"loaded": [...], "missing": [...]} (missing = module keys not in the file)."""
-    state = read_state_dict(path)
-    if strip:
-        state = {(k[len(strip):] if k.startswith(strip) else k): v for k, v in state.items()}
-    own = module.state_dict()
-    picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in own}
-    if not picked:
-        raise ValueError(f"{path}: no weights for this model (prefix {prefix!r}); is it the right checkpoint?")
-    bad = [k for k, v in picked.items() if tuple(v.shape) != tuple(own[k].shape)]
-    if bad:
-        raise ValueError(f"{path}: shape mismatch for {bad[:5]} (config differs from the checkpoint's)")
-    module.load_state_dict(picked, strict=False)
-    return {"loaded": sorted(picked), "missing": sorted(set(own) - set(picked))}
 
 
 # ------------------------------------------------------------------------------------------------

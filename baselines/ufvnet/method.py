@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsrbench.weights import load_partial
 from fsrbench_baselines.common import BaselineMethod
-from fsrbench_baselines.mpenet.method import load_partial
 from fsrbench_baselines.ufvnet.model import UFVNet
 from fsrbench_baselines.ufvnet.regressor import gt_weights, soft_cross_entropy
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
+from fsrbench.weights import load_for_eval
+
 
 @dataclass
 class Batch:
@@ -111,8 +113,6 @@ class TrainableMethod(Method):
     # -- evaluation-side plumbing (implemented once, by the training engine) ----------------------
     def setup(self, scale: int, device: Any = "cpu", weights: str | None = None) -> None:
         super().setup(scale, device, weights)
-        from fsrbench.train.checkpoints import load_for_eval  # engine-owned: resolves + verifies weights
-
         self.model, self.weights_card = load_for_eval(self, scale, device, weights, self.options)
 
     def super_resolve(self, batch: Batch) -> Any:

@@ -1,0 +1,68 @@
+"""fsrbench.weights: where evaluation looks for trained weights, and the partial loads of init_from keys."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fsrbench import weights
+from fsrbench.errors import Unavailable
+
+
+def test_eval_weight_roots_order(tmp_path, monkeypatch):
+    monkeypatch.delenv("FSRBENCH_CHECKPOINTS", raising=False)
+    monkeypatch.setattr(weights, "weight_package_dirs", lambda: [tmp_path / "shipped"])
+    assert weights.eval_weight_roots({}) == [Path("checkpoints"), tmp_path / "shipped"]
+    monkeypatch.setenv("FSRBENCH_CHECKPOINTS", str(tmp_path / "env"))
+    assert weights.eval_weight_roots({}) == [tmp_path / "env", tmp_path / "shipped"]
+    assert weights.eval_weight_roots({"checkpoint_dir": str(tmp_path / "cli"), "reference_weights": False}) == [
+        tmp_path / "cli"]
+
+
+def test_missing_weights_name_every_searched_root(tmp_path, monkeypatch):
+    class Tiny:
+        name = "tiny"
+        any_scale = False
+
+    monkeypatch.setattr(weights, "eval_weight_roots", lambda opts: [tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(Unavailable, match=f"searched {tmp_path / 'a'}, {tmp_path / 'b'}"):
+        weights.load_for_eval(Tiny(), 4)
+
+
+def test_read_state_dict_unwraps_and_strips_ddp_prefix(tmp_path):
+    t = torch.arange(6.0).reshape(2, 3)
+    torch.save({"model": {"module.conv.weight": t}}, tmp_path / "a.pt")
+    sd = weights.read_state_dict(tmp_path / "a.pt")
+    assert list(sd) == ["conv.weight"] and torch.equal(sd["conv.weight"], t)
+    from safetensors.torch import save_file
+
+    save_file({"conv.weight": t}, str(tmp_path / "b.safetensors"))
+    assert torch.equal(weights.read_state_dict(tmp_path / "b.safetensors")["conv.weight"], t)
+    with pytest.raises(FileNotFoundError, match="fix it like this: .*nope.pt"):
+        weights.read_state_dict(tmp_path / "nope.pt", missing="fix it like this: {path}")
+    torch.save([t], tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="not a state dict"):
+        weights.read_state_dict(tmp_path / "c.pt")
+
+
+def test_load_partial_takes_the_prefixed_entries_that_fit(tmp_path):
+    src = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2))
+    torch.save({f"generator.{k}": v for k, v in src.state_dict().items()} | {"other.x": torch.zeros(1)},
+               tmp_path / "g.pt")
+    dst = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    rep = weights.load_partial(dst, tmp_path / "g.pt", prefix="generator.")
+    assert rep["loaded"] == ["0.bias", "0.weight", "1.bias", "1.weight"]
+    assert rep["missing"] == ["2.bias", "2.weight"]
+    assert torch.equal(dst[0].weight, src[0].weight) and torch.equal(dst[1].bias, src[1].bias)
+    with pytest.raises(ValueError, match="no weights for this model"):
+        weights.load_partial(dst, tmp_path / "g.pt", prefix="discriminator.")
+
+
+def test_old_import_paths_are_the_same_functions():
+    from fsrbench.train import checkpoints
+    from fsrbench_baselines.mpenet import method as mpenet
+
+    assert checkpoints.load_for_eval is weights.load_for_eval
+    assert checkpoints.read_card is weights.read_card and checkpoints.verify is weights.verify
+    assert mpenet.load_partial is weights.load_partial
