@@ -177,23 +177,10 @@ datasets = REGISTRIES["datasets"]
 
 
 def _kind_of(obj: Any) -> str:
-    """The registry a plugin object belongs to, from its base class (methods by default)."""
-    from fsrbench.api import Dataset, Method, Metric
-
-    if isinstance(obj, type):
-        if issubclass(obj, Metric):
-            return "metrics"
-        if issubclass(obj, Dataset):
-            return "datasets"
-        if issubclass(obj, Method):
-            return "methods"
-        from fsrbench.api.face import AUEstimator, FERModel
-
-        if issubclass(obj, FERModel):
-            return "fer"
-        if issubclass(obj, AUEstimator):
-            return "au"
-    return "methods"
+    """The registry a plugin class belongs to: the ``kind`` its base class declares (Method, Metric, Dataset,
+    FERModel, AUEstimator); ``methods`` for anything else (factories, instances, classes without a kind)."""
+    kind = getattr(obj, "kind", None) if isinstance(obj, type) else None
+    return kind if isinstance(kind, str) and kind in REGISTRIES else "methods"
 
 
 def load_plugin(spec: str, kind: str | None = None) -> str:

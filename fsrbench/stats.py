@@ -19,7 +19,6 @@ import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import stats as _st
 
 DEFAULT_N_BOOT = 1000
 DEFAULT_SEED = 0
@@ -48,6 +47,8 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95) -> dict[str, Any]:
         return out
     if n == 1:
         return out
+    from scipy import stats as _st  # scipy.stats takes ~0.8 s to import: only when a CI is computed
+
     sem = float(v.std(ddof=1) / math.sqrt(n))
     half = float(_st.t.ppf(0.5 + confidence / 2, n - 1) * sem) if sem > 0 else 0.0
     out["ci_low"], out["ci_high"] = mean - half, mean + half
@@ -166,6 +167,8 @@ def paired_comparison(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: in
         lo, hi = np.quantile(boots, [alpha, 1 - alpha])
         out["ci_low"], out["ci_high"] = float(lo), float(hi)
         out["p_bootstrap"] = _bootstrap_p(boots)
+    from scipy import stats as _st
+
     if np.all(d == 0):
         out["p_wilcoxon"], out["wilcoxon_statistic"] = 1.0, 0.0
     else:

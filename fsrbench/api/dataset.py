@@ -21,6 +21,7 @@ class Dataset:
     :class:`DataError` for an input that turns out to be unreadable, and the harness records it.
     """
 
+    kind: ClassVar[str] = "datasets"  # the registry a plugin subclass belongs to (--plugin infers it)
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     hr_size: int = 128

@@ -113,6 +113,7 @@ class FERModel:
     [N, C] in the order of ``classes``.
     """
 
+    kind: ClassVar[str] = "fer"  # the registry a plugin subclass belongs to (--plugin infers it)
     name: ClassVar[str] = ""
     classes: ClassVar[tuple[str, ...]] = ()
     id: str = ""  # name + version + weight-hash prefix
@@ -128,6 +129,7 @@ class AUEstimator:
     ``present`` applies the estimator's documented presence rule.
     """
 
+    kind: ClassVar[str] = "au"  # the registry a plugin subclass belongs to (--plugin infers it)
     name: ClassVar[str] = ""
     aus: ClassVar[tuple[str, ...]] = ()
     id: str = ""

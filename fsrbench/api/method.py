@@ -26,6 +26,7 @@ class Batch:
 class Method:
     """Base class of SR methods. Subclasses set the class attributes and implement ``super_resolve``."""
 
+    kind: ClassVar[str] = "methods"  # the registry a plugin subclass belongs to (--plugin infers it)
     name: ClassVar[str] = ""
     scales: ClassVar[tuple[int, ...]] = (4, 8)
     any_scale: ClassVar[bool] = False  # True if the method accepts any LR size (e.g. UFVNet)

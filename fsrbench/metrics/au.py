@@ -80,6 +80,7 @@ class AUF1(Metric):
     """Macro AU F1 of SR against HR (or dataset) AU presence; 6 validated AUs primary, 15 secondary."""
 
     name: ClassVar[str] = "au_f1"
+    summary_columns: ClassVar[dict[str, str]] = {}  # AU F1 is a set statistic, not a mean (set_statistic)
     higher_is_better: ClassVar[bool] = True
     ideal: ClassVar[float | None] = 1.0
     unit: ClassVar[str] = "F1"
@@ -203,6 +204,22 @@ class AUF1(Metric):
                                seed, n_missing=n_missing)
         res_acc.update(extra, higher_is_better=True, ideal=1.0, primary=False)
         return {"au_f1": res_sub, "au_f1_all": res_all, "au_acc": res_acc}
+
+    def set_statistic(self, key: str, table: Any) -> Any:
+        """AU F1 is a statistic of the whole set: macro F1 of presence (score > 0.5) over the 6 validated AUs
+        (``au_f1``) or all 15 (``au_f1_all``), from the reference and SR AU columns."""
+        if key not in ("au_f1", "au_f1_all"):
+            return None
+        ref = [f"au_ref_{x}" for x in AUS]
+        pred = [f"au_sr_{x}" for x in AUS]
+        if not all(c in table for c in ref + pred):
+            return None
+        sub = [AUS.index(x) for x in SUBSET] if key == "au_f1" else list(range(len(AUS)))
+
+        def stat(r: np.ndarray, p: np.ndarray) -> float:
+            return float(macro_f1(r[:, sub] > 0.5, p[:, sub] > 0.5))
+
+        return stat, [ref, pred]
 
     def compare(self, table_a: Any, table_b: Any, ctx: CellContext | None = None) -> dict[str, Any]:
         """Paired bootstrap of AU-F1(A) - AU-F1(B) (6-AU subset and 15 AUs) on the images both scored;

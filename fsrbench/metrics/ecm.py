@@ -79,6 +79,7 @@ class ECM(FERMetricMixin, Metric):
     """Set-level ECM (lower is better) with a seeded bootstrap CI; per-image table keeps the FER outputs."""
 
     name: ClassVar[str] = "ecm"
+    summary_columns: ClassVar[dict[str, str]] = {}  # ECM is a set statistic, not a mean (set_statistic)
     higher_is_better: ClassVar[bool] = False
     ideal: ClassVar[float | None] = ECM_IDEAL
     description: ClassVar[str] = ("Emotion Consistency Metric (AffectSRNet): 0.5*L_H + ln(max(L_conf,1e-6)) on FER "
@@ -129,6 +130,17 @@ class ECM(FERMetricMixin, Metric):
                     "comparable_with_paper": False, "higher_is_better": False, "ideal": ECM_IDEAL,
                     "primary": True})
         return {"ecm": res}
+
+    def set_statistic(self, key: str, table: Any) -> Any:
+        """ECM is a statistic of the whole set: ``_ecm_value(p_hr, p_sr)`` over the FER probability columns
+        that hold values in ``table`` (the FER model's classes)."""
+        if key != "ecm":
+            return None
+        hr = [c for c in prob_columns("hr") if c in table and table[c].notna().any()]
+        sr = [c for c in prob_columns("sr") if c in table and table[c].notna().any()]
+        if not hr or len(hr) != len(sr):
+            return None
+        return _ecm_value, [hr, sr]
 
     def compare(self, table_a: Any, table_b: Any, ctx: CellContext | None = None) -> dict[str, Any]:
         """Paired bootstrap of ECM(A) - ECM(B) on the images both methods scored (negative: A is better)."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from fsrbench.api import CellContext, Metric
 from fsrbench.metrics.face_common import FERMetricMixin
-from fsrbench.stats import compare_means, mean_ci
+from fsrbench.stats import mean_ci
 
 EMOTION_SYNONYMS = {
     "angry": "angry", "anger": "angry", "an": "angry",
@@ -57,6 +57,10 @@ class ExpressionAgreement(FERMetricMixin, Metric):
     """FER top-1 agreement SR vs HR, and FER accuracy on HR / SR when emotion labels exist."""
 
     name: ClassVar[str] = "expression"
+    primary: ClassVar[tuple[str, ...]] = ("expression_agreement",)
+    # paired comparisons (Metric.compare) of agreement and SR accuracy
+    summary_columns: ClassVar[dict[str, str]] = {"expression_agreement": "expr_agree",
+                                                 "expression_acc_sr": "expr_correct_sr"}
     higher_is_better: ClassVar[bool] = True
     ideal: ClassVar[float | None] = 1.0
     unit: ClassVar[str] = "share"
@@ -101,7 +105,3 @@ class ExpressionAgreement(FERMetricMixin, Metric):
                 out[f"expression_acc_{side}"] = s
         return out
 
-    def compare(self, table_a: Any, table_b: Any, ctx: CellContext | None = None) -> dict[str, Any]:
-        """Paired comparison (bootstrap CI of the mean difference + Wilcoxon) of agreement and SR accuracy."""
-        return compare_means(table_a, table_b, {"expression_agreement": "expr_agree",
-                                                "expression_acc_sr": "expr_correct_sr"})

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fsrbench.api import CellContext, Metric
-from fsrbench.stats import compare_means, mean_ci
+from fsrbench.stats import mean_ci
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 SAME_PERSON = 0.6
@@ -40,6 +40,9 @@ class IdentitySimilarity(Metric):
     """Cosine similarity / distance of dlib identity descriptors, SR vs HR (HR box)."""
 
     name: ClassVar[str] = "identity"
+    primary: ClassVar[tuple[str, ...]] = ("identity_cos",)
+    # paired comparisons (Metric.compare) of cosine and distance
+    summary_columns: ClassVar[dict[str, str]] = {"identity_cos": "id_cos", "identity_dist": "id_dist"}
     higher_is_better: ClassVar[bool] = True
     ideal: ClassVar[float | None] = 1.0
     unit: ClassVar[str] = "cosine"
@@ -83,7 +86,3 @@ class IdentitySimilarity(Metric):
         out["identity_same_person"] = dict(mean_ci(same), threshold=SAME_PERSON, higher_is_better=True,
                                         ideal=1.0, primary=False)
         return out
-
-    def compare(self, table_a: Any, table_b: Any, ctx: CellContext | None = None) -> dict[str, Any]:
-        """Paired comparison (bootstrap CI of the mean difference + Wilcoxon) of cosine and distance."""
-        return compare_means(table_a, table_b, {"identity_cos": "id_cos", "identity_dist": "id_dist"})

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fsrbench.api import CellContext, Metric
-from fsrbench.stats import compare_means, mean_ci
+from fsrbench.stats import mean_ci
 
 DLIB_OUTER_EYES = (36, 45)
 MESH_OUTER_EYES = (33, 263)
@@ -43,6 +43,10 @@ class LandmarkDistance(Metric):
     """dlib-68 landmark distance (W-Net LD, mean point error, NME) and MediaPipe-478 NME, SR vs HR."""
 
     name: ClassVar[str] = "landmarks"
+    primary: ClassVar[tuple[str, ...]] = ("landmark_nme", "landmark_ld")
+    # paired comparisons (Metric.compare) of every landmark error
+    summary_columns: ClassVar[dict[str, str]] = {"landmark_ld": "lm_ld", "landmark_mpe": "lm_mpe",
+                                                 "landmark_nme": "lm_nme", "landmark_nme478": "lm_nme478"}
     higher_is_better: ClassVar[bool] = False
     ideal: ClassVar[float | None] = 0.0
     unit: ClassVar[str] = "px / IOD"
@@ -108,8 +112,3 @@ class LandmarkDistance(Metric):
             out[key] = dict(mean_ci(table[col].to_numpy(dtype=float)), unit=unit, definition=what, primary=key == "landmark_nme",
                             **common)
         return out
-
-    def compare(self, table_a: Any, table_b: Any, ctx: CellContext | None = None) -> dict[str, Any]:
-        """Paired comparison (bootstrap CI of the mean difference + Wilcoxon) of every landmark error."""
-        return compare_means(table_a, table_b, {"landmark_ld": "lm_ld", "landmark_mpe": "lm_mpe",
-                                                "landmark_nme": "lm_nme", "landmark_nme478": "lm_nme478"})
