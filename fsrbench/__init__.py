@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from fsrbench import registry
+from fsrbench._version import __version__
 from fsrbench.api import (Batch, CellContext, DataError, Dataset, Method, Metric, Sample, TrainableMethod,
                           TrainBatch, Unavailable)
 
-from fsrbench._version import __version__
+# The evaluation modules (pandas, the face models' modules ...) are imported by the functions below when
+# they are called, so that ``import fsrbench`` stays light for plugin authors and the CLI.
 
 __all__ = ["Batch", "CellContext", "DataError", "Dataset", "Method", "Metric", "Sample", "TrainableMethod",
            "TrainBatch", "Unavailable", "evaluate", "get_dataset", "get_method", "get_metric", "__version__"]
@@ -24,9 +27,7 @@ __all__ = ["Batch", "CellContext", "DataError", "Dataset", "Method", "Metric", "
 
 def get_metric(name: str, protocol: str | None = None, device: str = "cpu", **options: Any) -> Metric:
     """A ready metric from the registry (models loaded); call it as ``metric(sr, hr, scale=...)``."""
-    from fsrbench.registry import metrics
-
-    m = metrics.get(name)(protocol=protocol, **options)
+    m = registry.metrics.get(name)(protocol=protocol, **options)
     m.setup(device)
     return m
 
@@ -34,9 +35,7 @@ def get_metric(name: str, protocol: str | None = None, device: str = "cpu", **op
 def get_method(name: str, scale: int | None = None, device: str = "cpu", weights: str | None = None,
                **options: Any) -> Method:
     """A method from the registry; set up for ``scale`` (weights loaded) when a scale is given."""
-    from fsrbench.registry import methods
-
-    m = methods.get(name)(**options)
+    m = registry.methods.get(name)(**options)
     if scale is not None:
         m.setup(scale=scale, device=device, weights=weights)
     return m

@@ -17,11 +17,11 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import fsrbench.commands as _commands
+from fsrbench import __version__
+from fsrbench.errors import PluginLoadError, RegistryError, Unavailable
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fsrbench import __version__
-
     parser = argparse.ArgumentParser(prog="fsrbench", description="Benchmark for emotion-aware face super-resolution.")
     parser.add_argument("--version", action="version", version=f"fsrbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -40,8 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from fsrbench.errors import PluginLoadError, RegistryError, Unavailable
-
     try:
         return int(args.func(args) or 0)
     except (RegistryError, PluginLoadError, Unavailable, FileNotFoundError, ValueError) as exc:

@@ -16,7 +16,6 @@ Config: ``configs/mpenet.yaml`` (presets default / smoke / au_pretrain / ablatio
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch

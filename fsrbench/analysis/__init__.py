@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from fsrbench.api.face import AUEstimator, FaceBox, FERModel, IdentityModel, LandmarkModel, LandmarkResult
+from fsrbench.cache import image_key
+from fsrbench.registry import instantiate, registry
 
 __all__ = [
     "AUEstimator", "FaceBox", "FERModel", "IdentityModel", "LandmarkModel", "LandmarkResult",
@@ -50,8 +52,6 @@ BUILTIN: dict[str, dict[str, str]] = {
 
 def ensure_builtins() -> None:
     """Register the built-in analysis models whose entry points are not installed (idempotent)."""
-    from fsrbench.registry import registry
-
     for kind, entries in BUILTIN.items():
         reg = registry(kind)
         for name, target in entries.items():
@@ -60,8 +60,6 @@ def ensure_builtins() -> None:
 
 
 def _get(kind: str, name: str, options: dict[str, Any]) -> Any:
-    from fsrbench.registry import instantiate, registry
-
     key = (kind, name, json.dumps(options, sort_keys=True, default=str))
     with _LOCK:
         inst = _INSTANCES.get(key)
@@ -103,8 +101,6 @@ def clear_model_cache() -> None:
 # cache-aware wrappers (fsrbench.cache)
 # ------------------------------------------------------------------------------------------------
 def _img_key(image: np.ndarray) -> str:
-    from fsrbench.cache import image_key
-
     return image_key(np.asarray(image))
 
 

@@ -36,7 +36,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from fsrbench.cache import default_cache_dir
+from fsrbench.analysis import get_landmarks
+from fsrbench.api import DataError, Unavailable
+from fsrbench.api.face import LandmarkResult
+from fsrbench.cache import Cache, default_cache_dir, image_key
+from fsrbench.imageio import make_lr, pil_resize
+from fsrbench.registry import instantiate, registry
 from fsrbench.results import atomic_file
 
 # iBUG 68 (0-based): jaw 0-16, brows 17-21 | 22-26, nose 27-35, eyes 36-41 | 42-47, mouth 48-59, inner 60-67
@@ -210,21 +215,11 @@ def _safe(s: str) -> str:
 
 
 def get_landmark_model(name: str) -> Any:
-    """A landmark model by name: ``fsrbench.analysis.get_landmarks`` when present, else the registry."""
-    try:
-        from fsrbench.analysis import get_landmarks  # type: ignore[attr-defined]
-    except ImportError:
-        get_landmarks = None
-    if get_landmarks is not None:
-        return get_landmarks(name)
-    from fsrbench.registry import instantiate, registry
-
-    return instantiate(registry("landmarks").get(name))
+    """A landmark model by name (``fsrbench.analysis.get_landmarks``: one instance per process)."""
+    return get_landmarks(name)
 
 
 def get_au_model(name: str = "geometric") -> Any:
-    from fsrbench.registry import instantiate, registry
-
     return instantiate(registry("au").get(name))
 
 
@@ -359,8 +354,6 @@ class DatasetPriors:
         return self._lm68_id
 
     def _samples(self) -> Iterable[tuple[str, Any]]:
-        from fsrbench.api import DataError
-
         for sid in self.progress(self.dataset.ids()):
             try:
                 yield sid, self.dataset.load(sid)
@@ -397,8 +390,6 @@ class DatasetPriors:
         return PriorArray(ids, vals, ok, list(lm.reasons), source)
 
     def _lm68_fn(self, source: str) -> Callable[[Any], Any]:
-        from fsrbench.api.face import LandmarkResult
-
         if source == "annotation":
             def from_meta(s: Any) -> Any:
                 v = s.meta.get("landmarks68")
@@ -425,8 +416,6 @@ class DatasetPriors:
         return PriorArray(ids, vals, ok, reasons, source)
 
     def _landmarks478_lr(self, ids: list[str], source: str, scale: int) -> PriorArray:
-        from fsrbench.imageio import make_lr
-
         model = self._model("mediapipe478_lr")
         vals = np.full((len(ids), 478, 3), np.nan, dtype=np.float32)
         ok = np.zeros(len(ids), dtype=bool)
@@ -453,8 +442,6 @@ LR_DETECTION_CONFIDENCE = 0.1  # METHODS.md §7.5 [CHOICE]
 
 def lr_landmark_model() -> Any:
     """MediaPipe Face Mesh configured for LR inputs (detector threshold 0.1)."""
-    from fsrbench.analysis import get_landmarks
-
     return get_landmarks("mediapipe478", min_detection_confidence=LR_DETECTION_CONFIDENCE)
 
 
@@ -465,8 +452,6 @@ def landmarks478_from_lr(lr: np.ndarray, model: Any = None, hr_size: int = 128) 
     returned in pixels of the ``hr_size`` frame (x, y, z scaled alike) as float32 [478,3], or
     ``(None, reason)`` when no face is found (AffectSRNet then uses its mean-shape fallback and flags it).
     """
-    from fsrbench.imageio import pil_resize
-
     model = model or lr_landmark_model()
     res = model.detect(pil_resize(lr, LR_LANDMARK_SIZE))
     if not res.ok or res.points is None:
@@ -482,9 +467,6 @@ def test_prior(name: str, *, hr: np.ndarray, lr: np.ndarray, upsampled: np.ndarr
     where MediaPipe finds no face). Results are cached by LR content and model id.
     """
     import torch
-
-    from fsrbench.api import Unavailable
-    from fsrbench.cache import Cache, image_key
 
     if name != "landmarks478_lr":
         raise Unavailable(f"no test-time provider for prior {name!r} (available: landmarks478_lr)")
