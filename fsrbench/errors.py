@@ -3,14 +3,15 @@
 User-facing code (``fsrbench.cli``) turns these into one-line messages with exit status 2; their
 ``str()`` is written for the user (it names the file, option or plugin and the fix).  The classes are
 re-exported where plugin authors first met them (``fsrbench.Unavailable``, ``fsrbench.api.DataError``,
-``fsrbench.registry.RegistryError``, ``fsrbench.train.config.ConfigError`` ...), so old imports keep working.
+``fsrbench.registry.RegistryError``, ``fsrbench.train.config.ConfigError``,
+``fsrbench.train.reference.RecipeError`` ...), so old imports keep working.
 """
 from __future__ import annotations
 
 import difflib
 
-__all__ = ["ConfigError", "DataError", "PluginLoadError", "ProtocolError", "RegistryError", "TrainingDiverged",
-           "Unavailable", "unknown_name_message"]
+__all__ = ["ConfigError", "DataError", "PluginLoadError", "ProtocolError", "RecipeError", "RegistryError",
+           "TrainingDiverged", "Unavailable", "unknown_name_message"]
 
 
 class Unavailable(RuntimeError):
@@ -38,6 +39,10 @@ class ProtocolError(ValueError):
 
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the file/key and the fix."""
+
+
+class RecipeError(ValueError):
+    """A reference-weights recipe file or a stage reference is wrong; the message names it."""
 
 
 class TrainingDiverged(RuntimeError):

@@ -30,6 +30,7 @@ def test_old_import_paths_name_the_same_classes():
     import fsrbench.registry
     import fsrbench.train.config
     import fsrbench.train.loop
+    import fsrbench.train.reference
 
     assert fsrbench.Unavailable is fsrbench.api.Unavailable is errors.Unavailable
     assert fsrbench.DataError is fsrbench.api.DataError is errors.DataError
@@ -37,6 +38,7 @@ def test_old_import_paths_name_the_same_classes():
     assert fsrbench.registry.PluginLoadError is errors.PluginLoadError
     assert fsrbench.train.config.ConfigError is errors.ConfigError
     assert fsrbench.train.loop.TrainingDiverged is errors.TrainingDiverged
+    assert fsrbench.train.reference.RecipeError is errors.RecipeError
 
 
 def test_protocol_file_problems_are_protocol_errors_and_still_value_errors(tmp_path):

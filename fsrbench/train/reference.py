@@ -37,11 +37,10 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from fsrbench.errors import RecipeError
+from fsrbench.results import atomic_write_text
+
 STAGE_FILE = "reference-stage.json"
-
-
-class RecipeError(ValueError):
-    """A recipe file or a stage reference is wrong; the message names it."""
 
 
 @dataclass
@@ -188,9 +187,7 @@ def priors_command(st: Stage, data: str, python: str) -> list[str]:
 def write_stage_info(work: Path, name: str, info: Mapping[str, Any]) -> None:
     d = work / name
     d.mkdir(parents=True, exist_ok=True)
-    tmp = d / f".{STAGE_FILE}.tmp"
-    tmp.write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, d / STAGE_FILE)
+    atomic_write_text(d / STAGE_FILE, json.dumps(info, indent=2, default=str))
 
 
 def _git_commit(cwd: Path) -> str:
@@ -218,8 +215,7 @@ def run_stage(rec: Recipes, name: str, work: Path, train_data: str, val_data: st
     info_file = work / name / STAGE_FILE
     if info_file.is_file():
         prev = json.loads(info_file.read_text())
-    import fsrbench as _f
-    src = Path(_f.__file__).resolve().parent.parent
+    src = Path(__file__).resolve().parents[2]  # the source tree holding fsrbench/
     info = {"stage": name, "spec": st.spec, "status": "running", "threads": threads, "nice": nice,
             "commit": _git_commit(src), "commands": [shlex.join(c) for c in cmds],
             "wall_s_previous": float(prev.get("wall_s", 0.0)) + float(prev.get("wall_s_interrupted", 0.0)),
