@@ -1,9 +1,9 @@
 """MPENet per-step analysis (the paper's Table 3 layout): PSNR/SSIM of SR¹, SR², SR³ (the three unfolded
 iterations) and of bicubic on faces-val, under the benchmark's protocol (dic-v1: Y channel, crop = scale).
 
-Usage: .venv/bin/python scripts/evidence/mpenet_steps.py SCALE [WEIGHTS [LIMIT]]
-(default WEIGHTS = runs/evidence/ckpt/mpenet-xSCALE/best.safetensors, LIMIT = all 300 images;
-DATA=/path/to/folder in the environment scores another folder of 128² faces).
+Usage: .venv/bin/python scripts/evidence/mpenet_steps.py SCALE WEIGHTS DATA_DIR [LIMIT]
+(WEIGHTS: a .safetensors / .card.json of MPENet, e.g. weights/fsrbench_weights/mpenet-x8.card.json;
+DATA_DIR: a folder of 128² faces, e.g. ../shared/data/faces-val; LIMIT: first N images, default all).
 Prints a markdown table; the paired Δ of each step against bicubic has its 95% CI.
 """
 import glob
@@ -16,17 +16,18 @@ import torch
 from fsrbench.api import Batch
 from fsrbench.imageio import make_lr, read_image, tensor_to_uint8, to_tensor, upsample
 from fsrbench.metrics.psnr_ssim import psnr, ssim
-from fsrbench.metrics.stats import mean_ci
-from fsrbench.train.checkpoints import load_for_eval
+from fsrbench.stats import mean_ci
+from fsrbench.weights import load_for_eval
 from fsrbench_baselines.mpenet.method import MPENetMethod
 
 torch.set_num_threads(1)
 scale = int(sys.argv[1])
-weights = sys.argv[2] if len(sys.argv) > 2 else f"runs/evidence/ckpt/mpenet-x{scale}/best.safetensors"
-limit = int(sys.argv[3]) if len(sys.argv) > 3 else None
+if len(sys.argv) < 4:
+    sys.exit(__doc__)
+weights, data = sys.argv[2], sys.argv[3]
+limit = int(sys.argv[4]) if len(sys.argv) > 4 else None
 method = MPENetMethod()
 model, card = load_for_eval(method, scale, weights=weights)
-data = os.environ.get("DATA", "/work/shared/data/faces-val")
 files = sorted(glob.glob(os.path.join(data, "*.png")))[:limit]
 rows: dict[str, list[np.ndarray]] = {k: [] for k in ("bicubic", "SR1", "SR2", "SR3")}
 ssims: dict[str, list[np.ndarray]] = {k: [] for k in rows}

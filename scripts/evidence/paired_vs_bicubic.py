@@ -1,5 +1,5 @@
 """Paired PSNR/SSIM differences (method - bicubic) on the same faces-val images, from a `fsrbench run`
-results directory's per_image.csv; 95% CI by fsrbench.metrics.stats.mean_ci. Usage: paired_vs_bicubic.py RUN_DIR
+results directory's per_image.csv; 95% CI by fsrbench.stats.mean_ci. Usage: paired_vs_bicubic.py RUN_DIR
 
 Multi-resolution runs (an ``lr_size`` column): every cell is compared with the bicubic cell on the same
 (image, LR size) pairs, over all pairs and per LR size."""
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from fsrbench.metrics.stats import mean_ci
+from fsrbench.stats import mean_ci
 
 df = pd.read_csv(f"{sys.argv[1]}/per_image.csv", dtype={"image_id": str})
 df = df[df.status == "ok"]
