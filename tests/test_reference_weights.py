@@ -31,7 +31,8 @@ def test_write_safetensors_is_deterministic_and_readable_by_safetensors(tmp_path
 
     g = torch.Generator().manual_seed(0)
     t = {"b.weight": torch.randn(3, 4, generator=g).half(), "a.count": torch.arange(5), "c.flag": torch.tensor([True]),
-         "d.bf": torch.randn(2, generator=g).bfloat16(), "e.empty": torch.zeros(0)}
+         "d.bf": torch.randn(2, generator=g).bfloat16(), "e.empty": torch.zeros(0),
+         "f.scalar": torch.tensor(7, dtype=torch.long)}  # BatchNorm's num_batches_tracked is 0-dim
     d1 = ck.write_safetensors(t, tmp_path / "1.safetensors", {"z": "1", "a": "2"})
     d2 = ck.write_safetensors(dict(reversed(list(t.items()))), tmp_path / "2.safetensors", {"a": "2", "z": "1"})
     assert d1 == d2 == hashlib.sha256((tmp_path / "1.safetensors").read_bytes()).hexdigest()

@@ -75,7 +75,7 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLi
         t = tensors[name].detach().to("cpu").contiguous()
         if t.dtype not in dtypes:
             raise ValueError(f"{name}: dtype {t.dtype} cannot be stored in safetensors")
-        data = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""  # 0-dim: reshape first
         header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
