@@ -84,6 +84,19 @@ def test_analyze_on_real_faces(faces_dev: Path, tmp_path: Path) -> None:
         assert r["reason"] == ""
     assert rows["black.png"]["face_found"] == "False" and "blank" in rows["black.png"]["reason"]
     assert rows["broken.png"]["face_found"] == "False" and rows["broken.png"]["reason"]
+    # FER sees the image's dlib HOG box, as the run's ECM/expression metrics do (issue 22)
+    from fsrbench.imageio import read_image
+
+    fer, dl = A.get_fer("mini-xception"), A.get_landmarks("dlib68")
+    for name in [p.name for p in sorted(faces_dev.glob("*.png"))[:3]]:
+        img = read_image(faces_dev / name)
+        box = dl.detect(img).box
+        r = rows[name]
+        assert r["fer_model"] == fer.id + "-hrbox-hog" and r["fer_fallback"] == ""
+        assert r["fer_box"] == " ".join(f"{v:.1f}" for v in box.as_tuple()[:4])
+        expect = fer.predict_proba(img[None], [box])[0]
+        np.testing.assert_allclose([float(r[f"fer_{c}"]) for c in fer.classes], expect, atol=1e-6)
+    assert rows["black.png"]["fer_fallback"].startswith("whole image: blank image")
     first = out.read_text()
     assert main(args) == 0  # second run: from the cache, same output
     assert out.read_text() == first

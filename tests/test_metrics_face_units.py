@@ -75,7 +75,10 @@ def test_ecm_metric_with_any_registered_fer_plugin():
     ref = ecm(_fake_probs(hr), _fake_probs(sr))  # computed from the fake model's formula, not the metric
     assert s["value"] == pytest.approx(ref["ecm"]) and s["L_H"] == pytest.approx(ref["L_H"])
     assert s["L_conf"] == pytest.approx(ref["L_conf"])
-    assert (s["N"], s["C"], s["bins"], s["fer_model"]) == (20, 3, 10, "fake-fer-v1")
+    # the FER pipeline id: plugin id + the default HR-box input (issue 22); noise images have no face, so every
+    # image fell back to the whole crop and is counted
+    assert (s["N"], s["C"], s["bins"], s["fer_model"]) == (20, 3, 10, "fake-fer-v1-hrbox-hog")
+    assert s["n_fer_fallback"] == 20 and table["ecm_fer_fallback"].str.startswith("whole image: hr:").all()
     assert s["n_boot"] == 200 and s["seed"] == 0 and s["ci_low"] <= s["value"] <= s["ci_high"]
     # the per-image table round-trips through CSV (the runner's storage) to the same value
     back = pd.read_csv(pd.io.common.StringIO(table.to_csv(index=False)))

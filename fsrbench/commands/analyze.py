@@ -18,6 +18,9 @@ from typing import Any
 
 import numpy as np
 
+import fsrbench.analysis as A
+from fsrbench.analysis.fer_input import FERInput
+
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 MODEL_KINDS = ("landmarks", "fer", "identity")
 
@@ -31,6 +34,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--landmarks", default="mediapipe478", help="landmark model (default mediapipe478)")
     p.add_argument("--fer", default="mini-xception", help="FER plugin (default mini-xception)")
     p.add_argument("--fer-weights", default=None, help="weights path for FER plugins that need one (ddamfn)")
+    p.add_argument("--fer-box", default="hog", metavar="hog|haar|mediapipe|whole",
+                   help="face box the FER sees (default hog: dlib's HOG box; as the run's ECM/expression metrics)")
+    p.add_argument("--fer-flip", action="store_true", help="average FER probabilities with the mirrored image's")
     p.add_argument("--identity", default="dlib", help="identity model (default dlib)")
     p.add_argument("--cache", default=None, help="analysis cache folder (default $FSRBENCH_CACHE or ~/.cache/fsrbench)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the analysis cache")
@@ -45,6 +51,35 @@ def _fmt(x: Any) -> Any:
     if isinstance(x, float):
         return "" if math.isnan(x) else f"{x:.6g}"
     return x
+
+
+def _fer_box(fer_in: FERInput, img: np.ndarray, lm: Any, det: Any, cache: Any) -> tuple[Any, str]:
+    """The FER face box of an (HR) image as the metrics use it, and the fallback reason ("" if none)."""
+    if fer_in.box == "whole":
+        return None, ""
+    if fer_in.box == "hog":
+        dl = A.get_landmarks("dlib68")
+        r = A.detect_cached(dl, img, cache)
+        box, why = (r.box, "") if r.ok and r.box is not None else (None, r.reason or "no face found")
+    elif fer_in.box == "haar":
+        from fsrbench.analysis.fer_input import get_haar
+
+        box, why = get_haar().detect(img)
+    else:  # mediapipe: the landmark model's HR box when it is MediaPipe
+        mesh = lm if getattr(lm, "num_points", 0) == 478 else A.get_landmarks("mediapipe478")
+        r = det if mesh is lm else A.detect_cached(mesh, img, cache)
+        box, why = (r.box, "") if r.ok and r.box is not None else (None, r.reason or "no face found")
+    return box, "" if box is not None else f"whole image: {why}"
+
+
+def _fer_predict(fer: Any, fer_in: FERInput, img: np.ndarray, box: Any, cache: Any) -> np.ndarray:
+    if not fer_in.flip:
+        return A.fer_cached(fer, img[None], [box], cache)[0]
+    from fsrbench.analysis.fer_input import mirror_box
+
+    mirrored = np.ascontiguousarray(img[:, ::-1])
+    return (A.fer_cached(fer, img[None], [box], cache)[0]
+            + A.fer_cached(fer, mirrored[None], [mirror_box(box, img.shape[1])], cache)[0]) / 2.0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -68,6 +103,7 @@ def main(args: argparse.Namespace) -> int:
     # models are loaded once; Unavailable propagates (cli prints the fix)
     lm = A.get_landmarks(args.landmarks)
     fer = None
+    fer_in = FERInput.from_options({"fer_box": getattr(args, "fer_box", "hog"), "fer_flip": getattr(args, "fer_flip", False)})
     if "fer" in kinds:
         fer = A.get_fer(args.fer, **({"weights": args.fer_weights} if args.fer_weights else {}))
     ident = A.get_identity(args.identity) if "identity" in kinds else None
@@ -77,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
     if "landmarks" in kinds:
         header += ["landmark_model", "landmark_count", "landmark_presence"]
     if fer is not None:
-        header += ["fer_model", "fer_top"] + [f"fer_{c}" for c in fer.classes]
+        header += ["fer_model", "fer_box", "fer_fallback", "fer_top"] + [f"fer_{c}" for c in fer.classes]
     if ident is not None:
         header += ["identity_model", "identity_ok", "identity_box"]
     header += ["reason"]
@@ -121,8 +157,11 @@ def main(args: argparse.Namespace) -> int:
                 else:
                     row["landmark_count"] = 0
             if fer is not None:
-                row["fer_model"] = fer.id
-                p = A.fer_cached(fer, img[None], None, cache)[0]
+                fer_box, fb_reason = _fer_box(fer_in, img, lm, det, cache)
+                row["fer_model"] = fer_in.pipeline_id(fer.id)
+                row["fer_box"] = "" if fer_box is None else " ".join(f"{v:.1f}" for v in fer_box.as_tuple()[:4])
+                row["fer_fallback"] = fb_reason
+                p = _fer_predict(fer, fer_in, img, fer_box, cache)
                 if np.all(np.isfinite(p)):
                     row["fer_top"] = fer.classes[int(np.argmax(p))]
                     for c, v in zip(fer.classes, p):

@@ -46,6 +46,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py:Name|module:Name",
                    help="load a one-off plugin: a method, metric or dataset class (repeatable)")
     p.add_argument("--fer", default=None, help="FER model for ECM/expression metrics (see `fsrbench list fer`)")
+    p.add_argument("--fer-box", default=None, metavar="hog|haar|mediapipe|whole",
+                   help="face box the FER sees, found on the HR image and reused for SR (default hog; "
+                        "whole = the whole crop, the FER input before issue 22)")
+    p.add_argument("--fer-fallback", default=None, metavar="whole|skip",
+                   help="no HR face box: score the whole image (default, counted on the board) or skip it")
+    p.add_argument("--fer-flip", action="store_true", help="average FER probabilities with the mirrored image's")
     p.add_argument("--data-root", default=None, help="root directory of the real datasets")
     p.add_argument("--split", default=None, help="dataset split (default: the protocol's test split)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images of each dataset")
@@ -94,6 +100,18 @@ def main(args: argparse.Namespace) -> int:
     metric_options: dict[str, Any] = {}
     if args.fer:
         metric_options["fer"] = args.fer
+    for key in ("fer_box", "fer_fallback"):
+        if getattr(args, key):
+            metric_options[key] = getattr(args, key)
+    if args.fer_flip:
+        metric_options["fer_flip"] = True
+    if any(k.startswith("fer_") for k in metric_options):
+        from fsrbench.analysis.fer_input import FERInput
+
+        try:
+            FERInput.from_options(metric_options)
+        except ValueError as exc:
+            raise ValueError(f"fsrbench run: {exc} (--fer-box / --fer-fallback)") from exc
     dataset_options: dict[str, Any] = {}
     if args.data_root:
         dataset_options["data_root"] = args.data_root

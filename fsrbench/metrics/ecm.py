@@ -15,7 +15,9 @@ fsrbench's ECM (default FER: mini-Xception, FER2013) is not comparable with the 
 datasets with different N must not be compared (density histograms of small N have a noise floor).
 
 Expects: ``per_image(sr_u8[B,H,W,3], hr_u8[B,H,W,3], ctx)``; option ``fer`` (a registered FER plugin name,
-default ``mini-xception``), ``n_boot`` (1000), ``seed`` (0).
+default ``mini-xception``), the FER input options ``fer_box`` / ``fer_fallback`` / ``fer_flip``
+(:mod:`fsrbench.analysis.fer_input`; the summary's ``fer_model`` is the FER pipeline id), ``n_boot`` (1000),
+``seed`` (0).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fsrbench.api import CellContext, Metric, Unavailable
-from fsrbench.metrics.face_common import FERMetricMixin
+from fsrbench.metrics.face_common import FERMetricMixin, fallback_count
 from fsrbench.stats import align_tables, bootstrap_ci, paired_bootstrap_set
 
 ECM_BINS = 10
@@ -86,7 +88,7 @@ class ECM(FERMetricMixin, Metric):
                                   "probabilities of HR vs SR; set-level; not comparable with the paper (other FER model)")
     columns: ClassVar[tuple[str, ...]] = (
         ("ecm_entropy_hr", "ecm_entropy_sr", "ecm_abs_entropy_diff") + prob_columns("hr") + prob_columns("sr")
-        + ("ecm_reason",))
+        + ("ecm_reason", "ecm_fer_fallback"))
 
     def __init__(self, protocol: Any = None, **options: Any) -> None:
         super().__init__(protocol, **options)
@@ -114,6 +116,7 @@ class ECM(FERMetricMixin, Metric):
             for k, col in enumerate(prob_columns(side)):
                 out[col] = np.where(ok, p[:, k], np.nan) if k < c else np.full(b, np.nan)
         out["ecm_reason"] = np.array([why_hr[i] or why_sr[i] for i in range(b)], dtype=object)
+        out["ecm_fer_fallback"] = self.fer_fallbacks(hr, ctx)
         return out
 
     def summarize(self, table: Any, ctx: CellContext) -> dict[str, Any]:
@@ -126,8 +129,8 @@ class ECM(FERMetricMixin, Metric):
                            n_missing=int((~ok).sum()), recentre=True)
         parts = ecm(p_hr[ok], p_sr[ok])
         res.update({"L_H": parts["L_H"], "L_conf": parts["L_conf"], "N": parts["N"], "C": parts["C"],
-                    "bins": parts["bins"], "fer_model": self.fer.id, "fer_classes": list(self.fer.classes),
-                    "comparable_with_paper": False, "higher_is_better": False, "ideal": ECM_IDEAL,
+                    "bins": parts["bins"], **self.fer_card(ctx),
+                    "n_fer_fallback": fallback_count(table, "ecm_fer_fallback"), "comparable_with_paper": False, "higher_is_better": False, "ideal": ECM_IDEAL,
                     "primary": True})
         return {"ecm": res}
 

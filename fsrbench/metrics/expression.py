@@ -1,7 +1,8 @@
 """Expression agreement: does the FER model still see the same expression after super-resolution?
 
 Per image: the FER top-1 class on HR and on SR (same FER plugin, option ``fer``, default
-``mini-xception``; FER outputs shared with ECM through :mod:`fsrbench.metrics.face_common`).
+``mini-xception``, both in the HR image's face box, :mod:`fsrbench.analysis.fer_input`; FER outputs shared
+with ECM through :mod:`fsrbench.metrics.face_common`).
 
 * ``expression_agreement`` — share of images whose top-1 class is unchanged (SR vs HR); ideal 1.
 * ``expression_acc_hr`` / ``expression_acc_sr`` — only when the samples carry an emotion label
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fsrbench.api import CellContext, Metric
-from fsrbench.metrics.face_common import FERMetricMixin
+from fsrbench.metrics.face_common import FERMetricMixin, fallback_count
 from fsrbench.stats import mean_ci
 
 EMOTION_SYNONYMS = {
@@ -66,7 +67,8 @@ class ExpressionAgreement(FERMetricMixin, Metric):
     unit: ClassVar[str] = "share"
     description: ClassVar[str] = "share of images whose FER top-1 class is unchanged by SR; FER accuracy vs labels"
     columns: ClassVar[tuple[str, ...]] = ("expr_agree", "expr_top_hr", "expr_top_sr", "expr_label",
-                                          "expr_correct_hr", "expr_correct_sr", "expr_reason")
+                                          "expr_correct_hr", "expr_correct_sr", "expr_reason",
+                                          "expr_fer_fallback")
 
     def __init__(self, protocol: Any = None, **options: Any) -> None:
         super().__init__(protocol, **options)
@@ -90,10 +92,11 @@ class ExpressionAgreement(FERMetricMixin, Metric):
             "expr_correct_hr": np.where(has & ok_hr, (top_hr == label).astype(float), np.nan),
             "expr_correct_sr": np.where(has & ok_sr, (top_sr == label).astype(float), np.nan),
             "expr_reason": np.array([why_hr[i] or why_sr[i] for i in range(b)], dtype=object),
+            "expr_fer_fallback": self.fer_fallbacks(hr, ctx),
         }
 
     def summarize(self, table: Any, ctx: CellContext) -> dict[str, Any]:
-        extra = {"fer_model": self.fer.id, "fer_classes": list(self.fer.classes)}
+        extra = dict(self.fer_card(ctx), n_fer_fallback=fallback_count(table, "expr_fer_fallback"))
         out = {"expression_agreement": dict(mean_ci(table["expr_agree"].to_numpy(dtype=float)), **extra,
                                             higher_is_better=True, ideal=1.0, primary=True)}
         labels = table["expr_label"].to_numpy(dtype=float)

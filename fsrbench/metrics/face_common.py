@@ -21,8 +21,9 @@ detection.  MediaPipe: HR box from ``MediaPipeMesh.detect`` (landmarks-to-ROI ru
 *both* HR and SR come from ``MediaPipeMesh.fit(image, hr_box)`` (AU.md §1), so HR and SR go through the
 same pipeline and an identical SR gives identical landmarks.  dlib: HR box from ``Dlib68.detect`` (HOG);
 68 points and the identity descriptor of HR and SR are computed inside that box.
-FER models get no box (``boxes=None``: they use the whole face-centred crop with their own preprocessing)
-unless option ``fer_box`` = ``"mediapipe"`` passes the HR MediaPipe box for both HR and SR.
+FER: the HR image's face box (default dlib HOG; option ``fer_box``: ``hog`` | ``haar`` | ``mediapipe`` |
+``whole``, :mod:`fsrbench.analysis.fer_input`) for HR and SR alike; no HR box -> whole image, counted in the
+metrics' ``*_fer_fallback`` column (option ``fer_fallback=skip`` leaves such images out).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from fsrbench.analysis.fer_input import FERInput, get_haar, predict
 from fsrbench.api.face import FaceBox
 from fsrbench.api import CellContext, Unavailable
 from fsrbench.cache import Cache, image_key
@@ -306,33 +308,72 @@ def descriptors(images: np.ndarray, boxes: Sequence[FaceBox | None], ctx: CellCo
 # ------------------------------------------------------------------------------------------------
 # FER
 # ------------------------------------------------------------------------------------------------
-def _fer_boxes(images: np.ndarray, ctx: CellContext | None, hr: np.ndarray) -> list[FaceBox | None] | None:
-    mode = str((getattr(ctx, "options", None) or {}).get("fer_box", "none"))
-    if mode == "none":
-        return None
-    if mode == "mediapipe":
-        return list(mesh_hr(hr, ctx)["boxes"])
-    raise ValueError(f"option fer_box must be 'none' or 'mediapipe', got {mode!r}")
+def fer_hr_boxes(hr: np.ndarray, ctx: CellContext | None, settings: FERInput) -> dict[str, Any]:
+    """FER boxes of an HR batch (:mod:`fsrbench.analysis.fer_input`): ``boxes`` (None = whole image) and
+    ``fallback`` (per image: "" when the detector box is used, else why the whole image is used / skipped).
+
+    The box comes from the HR image only and is reused for every SR version of it.  Detector boxes are
+    cached on disk with the HR analyses (dlib's HOG box is the one the landmark metrics use).
+    """
+    keys = batch_keys(hr)
+    n = len(keys)
+
+    def run() -> dict[str, Any]:
+        if settings.box == "whole":
+            return {"boxes": [None] * n, "fallback": [""] * n}
+        if settings.box == "mediapipe":
+            m = mesh_hr(hr, ctx)
+            boxes = list(m["boxes"])
+            why = ["" if b is not None else (m["reason"][i] or "hr: no MediaPipe box") for i, b in enumerate(boxes)]
+        elif settings.box == "hog":
+            model = get_dlib68()
+            det = _cached_each(ctx, model.id + "/detect-box", keys, [None] * n,
+                               lambda miss: [_detect_box(model, hr[i]) for i in miss])
+            boxes = [array_to_box(d["box"]) if bool(d["ok"]) else None for d in det]
+            why = ["" if b is not None else "hr: " + (_reason(d) or "no face found") for b, d in zip(boxes, det)]
+        else:  # haar
+            haar = get_haar()
+
+            def detect(miss: list[int]) -> list[dict[str, Any]]:
+                out = []
+                for i in miss:
+                    box, reason = haar.detect(hr[i])
+                    out.append({"ok": box is not None, "reason": reason, "box": box_to_array(box)})
+                return out
+
+            det = _cached_each(ctx, haar.id + "/detect-box", keys, [None] * n, detect)
+            boxes = [array_to_box(d["box"]) if bool(d["ok"]) else None for d in det]
+            why = ["" if b is not None else "hr: " + (_reason(d) or "no face found") for b, d in zip(boxes, det)]
+        boxes = [b if b is not None and b.valid() else None for b in boxes]
+        why = [w or ("" if b is not None else "hr: invalid face box") for w, b in zip(why, boxes)]
+        return {"boxes": boxes, "fallback": why}
+
+    return _memo(ctx, f"fer-box:{settings.box}", keys, run)
 
 
 def fer_probs(images: np.ndarray, ctx: CellContext | None, fer: Any, side: str,
-              hr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+              hr: np.ndarray | None = None, settings: FERInput | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """FER softmax probabilities [B,C] of ``images`` (``side`` "hr" or "sr"), per-image ``ok`` and reasons.
 
-    Cached on disk by (image content, FER model id, box) and shared within the batch via ``ctx.memo``.
+    The face box is the HR image's (:func:`fer_hr_boxes`, ``settings`` from the options ``fer_box``,
+    ``fer_fallback``, ``fer_flip``).  Cached on disk by (image content, FER pipeline id, box) and shared
+    within the batch via ``ctx.memo``.
     """
     hr = images if hr is None else hr
+    settings = settings or FERInput.from_options(getattr(ctx, "options", None))
+    pid = settings.pipeline_id(fer.id)
     keys = batch_keys(images)
     c = len(fer.classes)
 
     def run() -> tuple[np.ndarray, np.ndarray, list[str]]:
-        boxes = _fer_boxes(images, ctx, hr)
-        extras = [None] * len(keys) if boxes is None else [list(np.round(box_to_array(b), 6)) for b in boxes]
+        hb = fer_hr_boxes(hr, ctx, settings)
+        boxes, fallback = hb["boxes"], hb["fallback"]
+        skip = [settings.fallback == "skip" and bool(f) for f in fallback]
+        extras = [None if b is None else list(np.round(box_to_array(b), 6)) for b in boxes]
 
         def compute(miss: list[int]) -> list[dict[str, Any]]:
             try:
-                sub_boxes = None if boxes is None else [boxes[i] for i in miss]
-                p = np.asarray(fer.predict_proba(images[miss], sub_boxes), dtype=np.float64)
+                p = predict(fer, images[miss], [boxes[i] for i in miss], settings.flip)
                 if p.shape != (len(miss), c):
                     raise ValueError(f"FER returned shape {p.shape}, expected {(len(miss), c)}")
                 return [{"ok": bool(np.all(np.isfinite(row))), "reason": "" if np.all(np.isfinite(row))
@@ -342,14 +383,28 @@ def fer_probs(images: np.ndarray, ctx: CellContext | None, fer: Any, side: str,
                     return [{"ok": False, "reason": f"{type(exc).__name__}: {exc}", "p": np.full(c, np.nan)}]
                 return [v for i in miss for v in compute([i])]
 
-        got = _cached_each(ctx, fer.id + "/proba", keys, extras, compute, side)
+        todo = [i for i in range(len(keys)) if not skip[i]]
+        got_todo = _cached_each(ctx, pid + "/proba", [keys[i] for i in todo], [extras[i] for i in todo],
+                                lambda miss: compute([todo[j] for j in miss]), side)
+        got: list[dict[str, Any]] = [{"ok": False, "reason": f"no FER face box ({fallback[i]}; fer_fallback=skip)",
+                                      "p": np.full(c, np.nan)} for i in range(len(keys))]
+        for i, v in zip(todo, got_todo):
+            got[i] = v
         p = np.stack([np.asarray(v["p"], dtype=np.float64) for v in got])
         ok = np.array([bool(v["ok"]) for v in got], dtype=bool)
         reason = ["" if o else f"{side}: FER: {v.get('reason', '')}" for o, v in zip(ok, got)]
         return p, ok, reason
 
     hr_tag = "" if hr is images else ":" + hashlib.sha256("".join(batch_keys(hr)).encode()).hexdigest()[:16]
-    return _memo(ctx, f"fer:{fer.id}:{side}{hr_tag}", keys, run)
+    return _memo(ctx, f"fer:{pid}:{side}{hr_tag}", keys, run)
+
+
+def fer_fallback_notes(hr: np.ndarray, ctx: CellContext | None, settings: FERInput) -> list[str]:
+    """Per HR image: "" when the FER saw the detector box, else the fallback and its reason."""
+    if settings.box == "whole":
+        return [""] * len(hr)
+    action = "whole image" if settings.fallback == "whole" else "skipped"
+    return ["" if not f else f"{action}: {f}" for f in fer_hr_boxes(hr, ctx, settings)["fallback"]]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -357,10 +412,12 @@ def fer_probs(images: np.ndarray, ctx: CellContext | None, fer: Any, side: str,
 # ------------------------------------------------------------------------------------------------
 class FERMetricMixin:
     """Shared by the metrics that read FER probabilities of HR and SR: one FER model per process
-    (option ``fer``, default ``mini-xception``), loaded in ``setup`` or on first use."""
+    (option ``fer``, default ``mini-xception``), loaded in ``setup`` or on first use, and the FER input
+    settings (options ``fer_box``, ``fer_fallback``, ``fer_flip``: :class:`FERInput`)."""
 
     fer_name: str = "mini-xception"
     _fer: Any = None
+    options: dict[str, Any] = {}
 
     def check_fer(self, fer: Any) -> None:
         """Hook: raise ``Unavailable`` when this metric cannot use ``fer``."""
@@ -376,8 +433,32 @@ class FERMetricMixin:
             self.setup()
         return self._fer
 
+    def fer_input(self, ctx: CellContext | None = None) -> FERInput:
+        """The FER input settings: the run's options (``ctx.options``) overridden by the metric's own."""
+        return FERInput.from_options(getattr(ctx, "options", None), self.options)
+
+    def fer_card(self, ctx: CellContext | None = None) -> dict[str, Any]:
+        """``fer_model`` (the pipeline id stored with results), ``fer_preprocessing`` (in words), classes."""
+        settings = self.fer_input(ctx)
+        return {"fer_model": settings.pipeline_id(self.fer.id), "fer_preprocessing": settings.describe(self.fer),
+                "fer_classes": list(self.fer.classes)}
+
     def fer_pair(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext) -> tuple[Any, ...]:
-        """(p_hr, ok_hr, why_hr, p_sr, ok_sr, why_sr): FER on HR (cached) and on SR (shared per batch)."""
-        p_hr, ok_hr, why_hr = fer_probs(hr, ctx, self.fer, side="hr")
-        p_sr, ok_sr, why_sr = fer_probs(sr, ctx, self.fer, side="sr", hr=hr)
+        """(p_hr, ok_hr, why_hr, p_sr, ok_sr, why_sr): FER on HR (cached) and on SR (shared per batch), both
+        in the HR image's face box."""
+        settings = self.fer_input(ctx)
+        p_hr, ok_hr, why_hr = fer_probs(hr, ctx, self.fer, side="hr", settings=settings)
+        p_sr, ok_sr, why_sr = fer_probs(sr, ctx, self.fer, side="sr", hr=hr, settings=settings)
         return p_hr, ok_hr, why_hr, p_sr, ok_sr, why_sr
+
+    def fer_fallbacks(self, hr: np.ndarray, ctx: CellContext) -> np.ndarray:
+        """Per image: "" or why the FER did not see the HR detector box (object array, a table column)."""
+        return np.array(fer_fallback_notes(hr, ctx, self.fer_input(ctx)), dtype=object)
+
+
+def fallback_count(table: Any, column: str) -> int:
+    """Images whose FER input fell back (non-empty ``column``; 0 for tables stored before the column)."""
+    if column not in getattr(table, "columns", ()):
+        return 0
+    v = table[column]
+    return int(sum(1 for x in v if isinstance(x, str) and x.strip()))
