@@ -6,8 +6,12 @@
 * :func:`pil_resize` is the canonical resizer: PIL bicubic on uint8 (antialiased when downscaling),
   rounded to uint8 — used for HR crops, LR generation (:func:`make_lr`), the harness's upsampling of LR
   inputs (:func:`upsample`) and the bicubic baseline (METHODS.md §0.2). Do not mix resizers.
+* :func:`matlab_imresize` is MATLAB's ``imresize(img, [h w], 'bicubic')`` (antialiased when downscaling),
+  for protocols whose LR images were made with MATLAB (``lr_generator: matlab_imresize``);
+  :func:`resize` dispatches on a protocol's resizer name (:data:`RESIZERS`).
 * :func:`to_tensor` / :func:`tensor_to_uint8` convert between uint8 NHWC arrays and float NCHW tensors in
-  [0,1]; ``tensor_to_uint8`` is the protocol's quantisation (clip to [0,1], ×255, round half to even).
+  [0,1]; ``tensor_to_uint8`` is the protocol's quantisation (clip to [0,1], ×255, round half to even; or
+  ``mode="truncate"``: drop the fraction, as SPARNet's ``tensor_to_img`` does).
 * :func:`write_png` writes atomically (:func:`fsrbench.results.atomic_write_bytes`).
 """
 from __future__ import annotations
@@ -91,20 +95,106 @@ def pil_resize(img: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize(wh, Image.BICUBIC), dtype=np.uint8)
 
 
-def make_lr(hr: np.ndarray, scale: int | None = None, size: int | None = None) -> np.ndarray:
-    """The protocol's degradation: PIL bicubic downscale of the uint8 HR to ``hr/scale`` (or ``size``)."""
+def _cubic(x: np.ndarray) -> np.ndarray:
+    """Keys' cubic kernel with a = -0.5 (MATLAB's ``cubic``)."""
+    ax = np.abs(x)
+    ax2, ax3 = ax * ax, ax * ax * ax
+    return ((1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1)
+            + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2)))
+
+
+def _matlab_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB imresize's ``contributions`` for bicubic along one axis: (weights [n_out,P], indices [n_out,P]).
+
+    Output pixel x (1-based) samples input position u = x/s + (1 - 1/s)/2.  When shrinking (s < 1) the
+    kernel is stretched by 1/s and scaled by s (antialiasing); weights are normalised to sum 1; indices
+    outside the image are mirrored (symmetric padding); columns whose weights are all zero are dropped.
+    """
+    s = n_out / n_in
+    width = 4.0 / s if s < 1 else 4.0
+    x = np.arange(1, n_out + 1, dtype=np.float64)
+    u = x / s + 0.5 * (1.0 - 1.0 / s)
+    left = np.floor(u - width / 2.0)
+    taps = int(np.ceil(width)) + 2
+    idx = left[:, None] + np.arange(taps)[None, :]  # 1-based
+    d = u[:, None] - idx
+    w = s * _cubic(s * d) if s < 1 else _cubic(d)
+    w = w / w.sum(axis=1, keepdims=True)
+    mirror = np.concatenate([np.arange(n_in), np.arange(n_in - 1, -1, -1)])
+    idx0 = mirror[np.mod(idx.astype(np.int64) - 1, 2 * n_in)]
+    keep = np.any(w != 0, axis=0)
+    return w[:, keep], idx0[:, keep]
+
+
+def _round_u8(x: np.ndarray, rounding: str) -> np.ndarray:
+    """double -> uint8: saturate to [0, 255], then round half away from zero (MATLAB's conversion) or half
+    to even (``numpy.around``, as the Python ports of imresize do)."""
+    x = np.clip(x, 0.0, 255.0)
+    return (np.floor(x + 0.5) if rounding == "half_away" else np.around(x)).astype(np.uint8)
+
+
+def matlab_imresize(img: np.ndarray, size: int | tuple[int, int], rounding: str = "half_away") -> np.ndarray:
+    """MATLAB ``imresize(img, [h w], 'bicubic')`` of a uint8 image (antialiased when shrinking).
+
+    As MATLAB does for uint8 input: one axis at a time (rows first when both scales are equal, else the
+    axis with the smaller scale first), each pass rounded back to uint8.  ``size`` is the side or
+    (width, height), as in :func:`pil_resize`.  ``rounding`` ([CHOICE]): ``half_away`` (default: MATLAB's
+    double-to-uint8 rule) or ``half_even`` (numpy's ``around``, used by Python ports such as
+    fatheral/matlab_imresize; the two differ only where a pass lands exactly on .5: common on synthetic
+    images, rare on photographs, e.g. 1 of 12,288 values of an 8->64 upsampling of a face).  Tested against recorded outputs of that port
+    (tests/test_conventions_official.py).
+    """
+    if img.dtype != np.uint8:
+        raise TypeError(f"matlab_imresize expects uint8, got {img.dtype}")
+    if rounding not in ("half_away", "half_even"):
+        raise ValueError(f"rounding must be 'half_away' or 'half_even', got {rounding!r}")
+    w_out, h_out = (size, size) if isinstance(size, int) else tuple(size)
+    a = img[:, :, None] if img.ndim == 2 else img
+    scales = (h_out / a.shape[0], w_out / a.shape[1])
+    out = a
+    for axis in sorted((0, 1), key=lambda k: scales[k]):  # stable: rows first on ties
+        n_out = h_out if axis == 0 else w_out
+        if out.shape[axis] == n_out and scales[axis] == 1.0:
+            continue
+        w, idx = _matlab_weights(out.shape[axis], n_out)
+        src = out.astype(np.float64)
+        if axis == 0:
+            acc = (w[:, :, None, None] * src[idx]).sum(axis=1)
+        else:
+            acc = (w[None, :, :, None] * src[:, idx]).sum(axis=2)
+        out = _round_u8(acc, rounding)
+    return out[:, :, 0] if img.ndim == 2 else out
+
+
+RESIZERS = {"pil_bicubic": pil_resize, "matlab_imresize": matlab_imresize}
+
+
+def resize(img: np.ndarray, size: int | tuple[int, int], resizer: str = "pil_bicubic") -> np.ndarray:
+    """Resize with a protocol's resizer by name (``pil_bicubic`` | ``matlab_imresize``)."""
+    try:
+        fn = RESIZERS[resizer]
+    except KeyError:
+        raise ValueError(f"unknown resizer {resizer!r}; supported: {', '.join(sorted(RESIZERS))}") from None
+    return fn(img, size)
+
+
+def make_lr(hr: np.ndarray, scale: int | None = None, size: int | None = None,
+            resizer: str = "pil_bicubic") -> np.ndarray:
+    """The protocol's degradation: bicubic downscale of the uint8 HR to ``hr/scale`` (or ``size``) with the
+    protocol's ``lr_generator`` (default PIL bicubic)."""
     if size is None:
         if not scale:
             raise ValueError("make_lr needs scale or size")
         if hr.shape[0] % scale:
             raise ValueError(f"scale x{scale} does not divide HR size {hr.shape[0]}")
         size = hr.shape[0] // scale
-    return pil_resize(hr, size)
+    return resize(hr, size, resizer)
 
 
-def upsample(lr: np.ndarray, size: int = 128) -> np.ndarray:
-    """The harness's upsampling of an LR image for ``input="upsampled"`` methods and the bicubic baseline."""
-    return pil_resize(lr, size)
+def upsample(lr: np.ndarray, size: int = 128, resizer: str = "pil_bicubic") -> np.ndarray:
+    """The harness's upsampling of an LR image for ``input="upsampled"`` methods and the bicubic baseline
+    (the protocol's ``upsampler``, default PIL bicubic)."""
+    return resize(lr, size, resizer)
 
 
 def center_square(img: np.ndarray) -> np.ndarray:
@@ -123,15 +213,23 @@ def to_tensor(batch: np.ndarray, device: Any = "cpu") -> Any:
     return t.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def tensor_to_uint8(t: Any) -> np.ndarray:
-    """float tensor [B,3,H,W] (or [3,H,W]) in [0,1] -> uint8 [B,H,W,3]: clip, ×255, round half to even."""
+QUANTIZE_MODES = ("round", "truncate")
+
+
+def tensor_to_uint8(t: Any, mode: str = "round") -> np.ndarray:
+    """float tensor [B,3,H,W] (or [3,H,W]) in [0,1] -> uint8 [B,H,W,3]: clip, ×255, then ``mode``:
+    ``round`` (half to even; DIC's ``quantize``) or ``truncate`` (drop the fraction; SPARNet's
+    ``tensor_to_img``, which clips ``(x+1)/2·255`` and casts with ``astype(uint8)``)."""
     import torch
 
+    if mode not in QUANTIZE_MODES:
+        raise ValueError(f"unknown quantize mode {mode!r}; supported: {', '.join(QUANTIZE_MODES)}")
     if isinstance(t, np.ndarray):
         t = torch.from_numpy(t)
     if t.ndim == 3:
         t = t[None]
-    q = t.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8)
+    q = t.detach().float().clamp(0, 1).mul(255.0)
+    q = (q.round() if mode == "round" else q.trunc()).to(torch.uint8)
     return q.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 

@@ -104,5 +104,6 @@ class Metric:
         ctx = CellContext(dataset="api", scale=scale or 0, method="api", protocol=self.protocol)
         if scale is None:
             self.protocol.crop_border(None)  # raises if the protocol's border crop depends on the scale
-        out = self.per_image(tensor_to_uint8(sr), tensor_to_uint8(hr), ctx)
+        q = str(getattr(self.protocol, "quantize", "round"))  # the protocol's SR quantisation; HR is data: rounded
+        out = self.per_image(tensor_to_uint8(sr, q), tensor_to_uint8(hr), ctx)
         return out[self.column_names()[0]]

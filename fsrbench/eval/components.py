@@ -168,19 +168,20 @@ class Components:
         """(LR batch, upsampled batch) a method receives; see ``MULTIRES_INPUTS`` (eval.runner) for LR of
         other sizes than the model's."""
         size = self.protocol.hr_size
+        down, upr = self.protocol.lr_generator, self.protocol.upsampler  # the protocol's resizers
         lr, up = [], []
         for h, g in zip(hr, given_lr):
             if g is None:
-                x = make_lr(h, scale)
+                x = make_lr(h, scale, resizer=down)
                 lr.append(x)
-                up.append(upsample(x, size))
+                up.append(upsample(x, size, resizer=upr))
             elif scale == 0 or g.shape[0] == size // scale:  # native LR, or already the model's input size
                 lr.append(g)
-                up.append(upsample(g, size))
+                up.append(upsample(g, size, resizer=upr))
             else:  # multi-resolution pair for a fixed-scale model
-                x = make_lr(g, size=size // scale)
+                x = make_lr(g, size=size // scale, resizer=down)
                 lr.append(x)
-                up.append(upsample(g if getattr(method, "input", "lr") == "upsampled" else x, size))
+                up.append(upsample(g if getattr(method, "input", "lr") == "upsampled" else x, size, resizer=upr))
         return np.stack(lr), np.stack(up)
 
     def batch(self, method: Method, ids: list[str], hr: np.ndarray, scale: int,

@@ -170,7 +170,7 @@ class CellScorer:
                 notes.append(f"output outside [0,1] (min {lo:.3g}, max {hi:.3g}) clipped")
             else:
                 notes.append("")
-        return tensor_to_uint8(torch.nan_to_num(out)), notes
+        return tensor_to_uint8(torch.nan_to_num(out), self.protocol.quantize), notes
 
     def per_image(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext) -> tuple[list[dict[str, Any]], list[str]]:
         """Every metric's per-image values of uint8 ``sr``/``hr`` [B,H,W,3]: ({column: value} per image, notes).

@@ -23,12 +23,19 @@ DEFAULT_PROTOCOL = "dic-v1"
 
 _REQUIRED = ("id", "version", "hr_size", "scales", "lr_generator", "upsampler", "metric")
 _METRIC_KEYS = {
-    "quantize": {"round"},
+    "quantize": {"round", "truncate"},
     "color": {"y_bt601", "rgb"},
     "y_rounding": {"round", "truncate", "none"},
     "reduction": {"mean_of_per_image"},
 }
-_RESIZERS = {"pil_bicubic"}
+_RESIZERS = {"pil_bicubic", "matlab_imresize"}
+# optional metric.implementation: an exact replica of a paper's evaluation code (fsrbench.metrics.conventions)
+# and the convention values it implies (a file must state them, so that the YAML reads true)
+_IMPLEMENTATIONS = {
+    "fsrbench": {},
+    "dic-calc-metrics": {"color": "y_bt601", "y_rounding": "round", "crop_border": "scale"},
+    "sparnet-psnr-ssim": {"color": "y_bt601", "y_rounding": "truncate", "crop_border": 0},
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,23 @@ class Protocol:
     @property
     def metric(self) -> dict[str, Any]:
         return self.definition["metric"]
+
+    @property
+    def implementation(self) -> str:
+        """``fsrbench`` (the fast implementation of the convention) or an official replica."""
+        return str(self.metric.get("implementation", "fsrbench"))
+
+    @property
+    def quantize(self) -> str:
+        return str(self.metric.get("quantize", "round"))
+
+    @property
+    def lr_generator(self) -> str:
+        return str(self.definition["lr_generator"])
+
+    @property
+    def upsampler(self) -> str:
+        return str(self.definition["upsampler"])
 
     @property
     def hr_size(self) -> int:
@@ -92,6 +116,13 @@ def _validate(d: Any, path: Path) -> dict[str, Any]:
     for key in ("lr_generator", "upsampler"):
         if d[key] not in _RESIZERS:
             raise ProtocolError(f"{path}: {key} = {d[key]!r}; supported: {sorted(_RESIZERS)}")
+    impl = m.get("implementation", "fsrbench")
+    if impl not in _IMPLEMENTATIONS:
+        raise ProtocolError(f"{path}: metric.implementation = {impl!r}; allowed: {sorted(_IMPLEMENTATIONS)}")
+    for key, want in _IMPLEMENTATIONS[impl].items():
+        if m.get(key) != want:
+            raise ProtocolError(f"{path}: metric.implementation {impl} computes with {key} = {want!r}; "
+                                f"the file says {m.get(key)!r}")
     return d
 
 
