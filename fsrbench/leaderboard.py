@@ -136,6 +136,8 @@ class Board:
     skipped: list[dict[str, Any]]
     models: dict[str, list[str]] = field(default_factory=dict)
     not_comparable: list[str] = field(default_factory=list)
+    fer: dict[str, Any] | None = None  # FER card (fsrbench.report.fer_card)
+    ecm_paired: dict[str, Any] | None = None  # ECM paired against a reference method (ranks ECM)
 
     def is_best(self, method: str, key: str) -> bool:
         s = self.cells.get((method, key))
@@ -327,7 +329,9 @@ def _params(c: dict[str, Any]) -> Any:
 
 def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: dict[str, Any] | None = None,
                  headline: list[str] | None = None, n_boot: int = N_BOOT, seed: int = SEED,
-                 alpha: float = ALPHA) -> list[Board]:
+                 alpha: float = ALPHA, ecm_reference: str | None = None) -> list[Board]:
+    from fsrbench.report.fer_card import ecm_paired, fer_card
+
     headline = list(headline or HEADLINE)
     cells = metrics_doc.get("cells", [])
     skipped = metrics_doc.get("skipped", [])
@@ -368,7 +372,13 @@ def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: di
                     res = significance(per_image, dataset, scale, k, m, best_method[k], n_boot, seed, alpha)
                     if res is not None:
                         sig[(m, k)] = res
-        ranks = mean_ranks({k: _finite_values(rows, k) for k in head}, direction)
+        ecm_info = ecm_paired(rows, per_image, dataset, scale, ecm_reference, n_boot, seed) if "ecm" in head else None
+        rank_values = {k: _finite_values(rows, k) for k in head}
+        if ecm_info is not None:  # ECM is ranked by its paired difference against the reference
+            eff = dict({m: r["effect"] for m, r in ecm_info["rows"].items()}, **{ecm_info["reference"]: 0.0})
+            if all(m in eff and math.isfinite(eff[m]) for m, _ in rank_values["ecm"]):
+                rank_values["ecm"] = [(m, eff[m]) for m, _ in rank_values["ecm"]]
+        ranks = mean_ranks(rank_values, direction)
         cost: dict[str, dict[str, Any]] = {}
         for c in rows:
             e = dict(prof.get((c["method"], scale), {}))
@@ -389,7 +399,7 @@ def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: di
             n_failed={c["method"]: int(c.get("n_failed", 0)) for c in rows}, notes=notes,
             skipped=sorted([s for s in skipped if s["dataset"] == dataset and int(s["scale"]) == scale],
                            key=lambda s: s["method"]),
-            models=_models(rows), not_comparable=nc))
+            models=_models(rows), not_comparable=nc, fer=fer_card(rows, per_image, dataset), ecm_paired=ecm_info))
     return boards
 
 
@@ -546,6 +556,8 @@ def _preamble(metrics_doc: dict[str, Any], title: str | None, profile: dict[str,
 
 def render_boards_markdown(boards: list[Board], metrics_doc: dict[str, Any], title: str | None = None,
                            profile: dict[str, Any] | None = None) -> str:
+    from fsrbench.report.fer_card import card_lines, ecm_lines
+
     lines = _preamble(metrics_doc, title, profile)
     multires = metrics_doc.get("multires", {})
     for b in boards:
@@ -568,6 +580,8 @@ def render_boards_markdown(boards: list[Board], metrics_doc: dict[str, Any], tit
                 lines += ["All other summaries:", "", tabulate(rows, headers=h, tablefmt="github", disable_numparse=True), ""]
             if b.models:
                 lines += ["Face models:", *[f"- {fam}: " + "; ".join(v) for fam, v in b.models.items()], ""]
+            lines += ecm_lines(b.ecm_paired, {m: _num(b.cells[(m, "ecm")].get("value")) for m in b.methods
+                                              if (m, "ecm") in b.cells}) + card_lines(b.fer)
             if b.not_comparable:
                 lines += [f"Not comparable with the papers' numbers (other analysis models): {', '.join(b.not_comparable)}.", ""]
             if b.notes:
@@ -749,10 +763,11 @@ def _rep_text(hits: list[Any], marks: list[str]) -> str:
 # entry points
 # ------------------------------------------------------------------------------------------------
 def leaderboard(run_dir: str | Path, title: str | None = None, fmt: str = "md", compare_reported: bool = False,
-                reported_dataset: str | None = None, significance_tests: bool = True) -> str:
+                reported_dataset: str | None = None, significance_tests: bool = True,
+                ecm_reference: str | None = None) -> str:
     doc, per_image, profile = load_run(run_dir)
     doc, per_image = merge_multires(doc, per_image)
-    boards = build_boards(doc, per_image if significance_tests else None, profile)
+    boards = build_boards(doc, per_image if significance_tests else None, profile, ecm_reference=ecm_reference)
     if fmt == "csv":
         return render_csv(boards)
     if fmt == "latex":

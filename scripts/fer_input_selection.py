@@ -84,6 +84,31 @@ def ecm_stability(images: np.ndarray, box: str) -> list[str]:
     return out
 
 
+def ecm_paired_noise(images: np.ndarray, box: str) -> list[str]:
+    """When is ECM too noisy to rank?  Paired bootstrap of ECM differences (ECM.compare's statistic) for a
+    tiny change (bicubic x4 plus +-6 levels of uniform noise vs bicubic x4) and a large one (x8 vs x4), on
+    the first N faces-val crops."""
+    from fsrbench.imageio import make_lr, upsample
+    from fsrbench.metrics import stats
+    from fsrbench.metrics.ecm import _ecm_value
+
+    p_hr, _ = probabilities(images, box, False)
+    x4 = np.stack([upsample(make_lr(h, 4), images.shape[1]) for h in images])
+    noisy = np.clip(x4.astype(int) + np.random.default_rng(0).integers(-6, 7, size=x4.shape), 0, 255).astype(np.uint8)
+    sr = {"x4": x4, "x4+noise": noisy, "x8": np.stack([upsample(make_lr(h, 8), images.shape[1]) for h in images])}
+    p_sr = {k: probabilities_sr(v, images, box, False) for k, v in sr.items()}
+    out = ["Paired ECM differences [95% paired-bootstrap CI, 1000 resamples, seed 0]:", "",
+           "| N | x4+noise vs x4 | x8 vs x4 |", "|---|---|---|"]
+    for n in (47, 152, len(images)):
+        cells = []
+        for a in ("x4+noise", "x8"):
+            r = stats.paired_bootstrap_set(_ecm_value, (p_hr[:n], p_sr[a][:n]), (p_hr[:n], p_sr["x4"][:n]),
+                                           n_boot=1000, seed=0)
+            cells.append(f"{r['effect']:+.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")
+        out.append(f"| {n} | {cells[0]} | {cells[1]} |")
+    return out
+
+
 def probabilities_sr(sr: np.ndarray, hr: np.ndarray, box: str, flip: bool) -> np.ndarray:
     fer = get_fer_model("mini-xception")
     settings = FERInput(box=box, flip=flip)
@@ -133,7 +158,7 @@ def main() -> int:
             lines.append(f"| {name} | {m.sum()} | {(pred[m] == c).mean():.2f} | "
                          f"{(pred[mh] == c).mean():.2f} ({mh.sum()}) |" if mh.any() else
                          f"| {name} | {m.sum()} | {(pred[m] == c).mean():.2f} | – |")
-    lines += ["", *ecm_stability(val, best[0])]
+    lines += ["", *ecm_stability(val, best[0]), "", *ecm_paired_noise(val, best[0])]
     text = "\n".join(lines)
     print(text)
     if args.out:

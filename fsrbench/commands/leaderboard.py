@@ -25,6 +25,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--reported-dataset", default=None,
                    help="compare every board with this published dataset (e.g. CelebA) even if the run used other images")
     p.add_argument("--no-significance", action="store_true", help="skip the paired tests (faster)")
+    p.add_argument("--ecm-reference", default=None, metavar="METHOD",
+                   help="rank ECM by the paired difference against this method (default: bicubic if on the "
+                        "board, else the best ECM)")
     p.add_argument("--profile", action="store_true",
                    help="measure params/GMACs/latency/peak memory of the run's methods into RUN_DIR/profile.json first")
     p.add_argument("--device", default="cpu", help="device for --profile (cpu, cuda, auto)")
@@ -42,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
                            log=lambda m: print(m, file=sys.stderr))
         print(f"profile: {path}", file=sys.stderr)
     text = leaderboard(args.run_dir, title=args.title, fmt=args.fmt, compare_reported=args.compare_reported,
-                       reported_dataset=args.reported_dataset, significance_tests=not args.no_significance)
+                       reported_dataset=args.reported_dataset, significance_tests=not args.no_significance,
+                       ecm_reference=getattr(args, "ecm_reference", None))
     if args.output:
         Path(args.output).write_text(text)
     else:

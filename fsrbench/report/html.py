@@ -2,8 +2,10 @@
 
 Everything is inline: CSS, a small plain-JS table sorter (click a header; numbers sort numerically, "–"
 last), images as base64 ``data:`` URIs.  No network access, no server.  Sections: run card (run.json),
-leaderboard (the markdown board of :mod:`fsrbench.leaderboard`, converted by :func:`md_to_html`), reported
-vs reproduced, comparison grids (fixed images and best/worst by a metric), plots.  Sections whose inputs
+leaderboard (the markdown board of :mod:`fsrbench.leaderboard`, converted by :func:`md_to_html`; it carries
+each board's FER card and paired ECM table, :mod:`fsrbench.report.fer_card`), reported
+vs reproduced, comparison grids (fixed images and best/worst by a metric), plots (with the FER's confusion
+matrix on the labelled HR faces).  Sections whose inputs
 are missing are skipped with a one-line reason (e.g. grids without the SR images or the dataset).
 
 JS errors and ``console.error`` calls are written into ``<ul id="js-errors">`` so a headless browser test
@@ -247,6 +249,9 @@ def plots_section(doc: dict[str, Any], per_image: Any, fmt: str = "png", save_di
         for k in keys:
             figs.append((f"{k} vs scale — {ds}", plots.metric_vs_scale(doc, k, ds)))
         figs.append((f"PSNR vs ECM — {ds}", plots.psnr_vs_ecm(doc, ds)))
+        if any(k in c.get("metrics", {}) for c in doc["cells"] if c["dataset"] == ds
+               for k in ("expression_agreement", "ecm")):
+            figs.append((f"FER confusion matrix on labelled HR faces — {ds}", plots.fer_confusion(per_image, doc, ds)))
     for b in build_boards(doc, None):
         figs.append((f"identity threshold curves — {b.dataset} x{b.scale}",
                      plots.identity_threshold_curves(per_image, b.dataset, b.scale)))

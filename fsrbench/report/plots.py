@@ -5,7 +5,9 @@
   probability on HR vs SR (needs ECM's ``ecm_p_hr_k`` / ``ecm_p_sr_k`` per-image columns);
 * :func:`identity_threshold_curves` — share of images whose identity cosine SR vs HR is >= t, for t in
   [0, 1] (W-Net Fig. 6 style; needs ``id_cos``);
-* :func:`psnr_vs_ecm` — one point per (method, scale): mean PSNR against set-level ECM.
+* :func:`psnr_vs_ecm` — one point per (method, scale): mean PSNR against set-level ECM;
+* :func:`fer_confusion` — the FER's confusion matrix on the labelled HR faces of a dataset (the FER card;
+  needs the expression metric's ``expr_label`` / ``expr_top_hr``).
 
 Every function returns the matplotlib Figure, or None when the data it needs is absent (the caller skips
 the plot).  :func:`save` writes a figure to PNG/SVG bytes or a file.
@@ -179,4 +181,34 @@ def psnr_vs_ecm(doc: dict[str, Any], dataset: str) -> Any:
     ax.set_title(f"PSNR vs ECM — {dataset}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return fig
+
+
+def fer_confusion(per_image: Any, doc: dict[str, Any], dataset: str) -> Any:
+    """Confusion matrix (rows: label, columns: FER top-1 on HR) of the labelled HR faces of ``dataset``, with
+    per-class recall on the row labels; None without labels."""
+    from fsrbench.report.fer_card import fer_card
+
+    rows = [c for c in _cells(doc) if c["dataset"] == dataset]
+    card = fer_card(rows, per_image, dataset) if per_image is not None else None
+    lab = (card or {}).get("labelled")
+    if not lab:
+        return None
+    conf = np.asarray(lab["confusion"])
+    names = lab["classes"]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(names), 0.8 + 0.5 * len(names)))
+    ax.imshow(conf, cmap="Blues")
+    for i in range(conf.shape[0]):
+        for j in range(conf.shape[1]):
+            if conf[i, j]:
+                ax.text(j, i, str(conf[i, j]), ha="center", va="center",
+                        color="white" if conf[i, j] > conf.max() / 2 else "black", fontsize=8)
+    recall = {k: v for k, (v, _) in lab["recall"].items()}
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), [f"{k} ({recall[k]:.2f})" if k in recall else k for k in names], fontsize=8)
+    ax.set_xlabel("FER top-1 on HR")
+    ax.set_ylabel("label (recall)")
+    ids = ", ".join(card["fer_model"])
+    ax.set_title(f"FER on {lab['n']} labelled HR faces: accuracy {lab['accuracy']:.3f}\n{ids}", fontsize=7)
     return fig
