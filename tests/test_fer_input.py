@@ -170,3 +170,12 @@ def test_hr_accuracy_on_held_out_labelled_faces(faces_dev: Path) -> None:
     acc = float((p.argmax(1) == y)[held].mean())
     assert acc >= 0.55, acc
     assert not any(fallback)  # every labelled face has a HOG box
+
+
+def test_run_rejects_a_bad_fer_box_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fsrbench.cli import main
+
+    rc = main(["run", "--datasets", "demo", "--methods", "bicubic", "--fer-box", "retina", "--out", str(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "fer_box = 'retina'" in err and "hog, haar, mediapipe, whole" in err and "Traceback" not in err
