@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
+from fsrbench.report.fer_card import card_lines, ecm_lines, ecm_paired, fer_card
 from fsrbench.results import load_json, load_run  # noqa: F401 - load_run: the old import path
 
 # [CHOICE] leaderboard.headline: the summaries of the main table and of the mean rank (one per metric
@@ -330,8 +331,6 @@ def _params(c: dict[str, Any]) -> Any:
 def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: dict[str, Any] | None = None,
                  headline: list[str] | None = None, n_boot: int = N_BOOT, seed: int = SEED,
                  alpha: float = ALPHA, ecm_reference: str | None = None) -> list[Board]:
-    from fsrbench.report.fer_card import ecm_paired, fer_card
-
     headline = list(headline or HEADLINE)
     cells = metrics_doc.get("cells", [])
     skipped = metrics_doc.get("skipped", [])
@@ -372,7 +371,8 @@ def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: di
                     res = significance(per_image, dataset, scale, k, m, best_method[k], n_boot, seed, alpha)
                     if res is not None:
                         sig[(m, k)] = res
-        ecm_info = ecm_paired(rows, per_image, dataset, scale, ecm_reference, n_boot, seed) if "ecm" in head else None
+        ecm_info = (ecm_paired(rows, per_image, dataset, scale, ecm_reference, n_boot, seed, REFERENCE_METHODS)
+                    if "ecm" in head else None)
         rank_values = {k: _finite_values(rows, k) for k in head}
         if ecm_info is not None:  # ECM is ranked by its paired difference against the reference
             eff = dict({m: r["effect"] for m, r in ecm_info["rows"].items()}, **{ecm_info["reference"]: 0.0})
@@ -556,8 +556,6 @@ def _preamble(metrics_doc: dict[str, Any], title: str | None, profile: dict[str,
 
 def render_boards_markdown(boards: list[Board], metrics_doc: dict[str, Any], title: str | None = None,
                            profile: dict[str, Any] | None = None) -> str:
-    from fsrbench.report.fer_card import card_lines, ecm_lines
-
     lines = _preamble(metrics_doc, title, profile)
     multires = metrics_doc.get("multires", {})
     for b in boards:

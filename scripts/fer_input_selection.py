@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from fsrbench.analysis.fer_input import FERInput  # noqa: E402
 from fsrbench.api import CellContext  # noqa: E402
-from fsrbench.engine.cache import Cache  # noqa: E402
+from fsrbench.cache import Cache  # noqa: E402
 from fsrbench.imageio import read_image  # noqa: E402
 from fsrbench.metrics.expression import canonical_emotion  # noqa: E402
 from fsrbench.metrics.face_common import fer_hr_boxes, fer_probs, get_fer_model  # noqa: E402
@@ -66,7 +66,7 @@ def ecm_stability(images: np.ndarray, box: str) -> list[str]:
     ECM, its re-centred bootstrap CI (1000 resamples, seed 0) and the spread of ECM over 20 random halves."""
     from fsrbench.imageio import make_lr, upsample
     from fsrbench.metrics.ecm import _ecm_value, ecm
-    from fsrbench.metrics.stats import bootstrap_ci
+    from fsrbench.stats import bootstrap_ci
 
     out = [f"ECM stability, bicubic SR of {len(images)} faces-val crops, fer_box={box}:", "",
            "| scale | flip | ECM | 95% CI | CI width | SD over 20 random halves |", "|---|---|---|---|---|---|"]
@@ -89,7 +89,7 @@ def ecm_paired_noise(images: np.ndarray, box: str) -> list[str]:
     tiny change (bicubic x4 plus +-6 levels of uniform noise vs bicubic x4) and a large one (x8 vs x4), on
     the first N faces-val crops."""
     from fsrbench.imageio import make_lr, upsample
-    from fsrbench.metrics import stats
+    from fsrbench import stats
     from fsrbench.metrics.ecm import _ecm_value
 
     p_hr, _ = probabilities(images, box, False)

@@ -131,7 +131,7 @@ def test_runs_use_the_protocols_resizers_and_quantisation(tmp_path: Path) -> Non
 
     from fsrbench.api import Method
     from fsrbench.data.demo import DemoDataset
-    from fsrbench.engine.runner import RunSpec, run
+    from fsrbench.eval.runner import RunSpec, run
     from fsrbench.imageio import read_image, upsample
     from fsrbench.registry import registry
 

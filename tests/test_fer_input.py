@@ -12,7 +12,7 @@ import pytest
 from fsrbench.analysis.base import FaceBox, FERModel
 from fsrbench.analysis.fer_input import FERInput, mirror_box, pipeline_id, predict
 from fsrbench.api import CellContext
-from fsrbench.engine.cache import Cache
+from fsrbench.cache import Cache
 
 HAAR_REF = Path(__file__).parent / "data" / "fer_haar_reference.json"
 

@@ -39,7 +39,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from fsrbench.analysis.fer_minixception import to_gray
 from fsrbench.api.face import FaceBox, face_image
+from fsrbench.errors import Unavailable
 
 BOX_MODES = ("hog", "haar", "mediapipe", "whole")
 DEFAULT_FER_BOX = "hog"
@@ -151,24 +153,18 @@ class HaarBox:
         import cv2
 
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
-            from fsrbench.api import Unavailable
-
             raise Unavailable("fer_box=haar needs OpenCV's CascadeClassifier and its data folder; fix: "
                               "pip install opencv-contrib-python, or use --fer-box hog")
         path = Path(cv2.data.haarcascades) / HAAR_FILE
         self.cv2 = cv2
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
-            from fsrbench.api import Unavailable
-
             raise Unavailable(f"{path}: cannot load the Haar cascade; reinstall opencv or use --fer-box hog")
         sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
         self.id = (f"haar-{cv2.__version__}-{sha}-sf{HAAR_SCALE_FACTOR:g}-mn{HAAR_MIN_NEIGHBORS}"
                    f"-min{HAAR_MIN_SIZE}")
 
     def detect(self, image: np.ndarray) -> tuple[FaceBox | None, str]:
-        from fsrbench.analysis.fer_minixception import to_gray
-
         img, problem = face_image(image)
         if img is None:
             return None, problem

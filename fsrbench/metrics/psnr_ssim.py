@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from fsrbench.api import CellContext, Metric
+from fsrbench.metrics.conventions import batch_psnr_ssim
 
 _Y_COEFFS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
 
@@ -224,8 +225,6 @@ def ssim_planes(a: np.ndarray, b: np.ndarray, size: int = 11, sigma: float = 1.5
 def _official(sr: np.ndarray, hr: np.ndarray, p: Any, scale: int | None,
               memo: dict[Any, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(PSNR, SSIM) per image from an official replica (``metric.implementation``), once per batch."""
-    from fsrbench.metrics.conventions import batch_psnr_ssim
-
     a = sr[None] if sr.ndim == 3 else sr
     b = hr[None] if hr.ndim == 3 else hr
     tag = ("psnr_ssim:official", p.sha256, scale)

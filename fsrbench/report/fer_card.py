@@ -16,9 +16,13 @@ paper's baseline), else the method with the best ECM.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
+from tabulate import tabulate
+
+from fsrbench.metrics.ecm import ECM
+from fsrbench.stats import mean_ci
 
 FER_SUMMARIES = ("ecm", "expression_agreement", "expression_acc_hr", "expression_acc_sr")
 DEFAULT_ECM_REFERENCE = "bicubic"
@@ -47,8 +51,6 @@ def _preprocessing(s: dict[str, Any]) -> str:
 def labelled_accuracy(per_image: Any, dataset: str, classes: list[str]) -> dict[str, Any] | None:
     """FER accuracy on the labelled HR images of ``dataset`` (expression metric columns), per-class recall,
     confusion matrix [true, predicted]; None when the run has no labels."""
-    from fsrbench.metrics.stats import mean_ci
-
     if per_image is None or not len(per_image) or "expr_label" not in per_image or "expr_top_hr" not in per_image:
         return None
     t = _rows_of(per_image, dataset)
@@ -109,16 +111,22 @@ def card_lines(card: dict[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
-def ecm_paired(rows: list[dict[str, Any]], per_image: Any, dataset: str, scale: int,
-               reference: str | None = None, n_boot: int = 1000, seed: int = 0) -> dict[str, Any] | None:
-    """ECM(method) - ECM(reference) per method (``ECM.compare``), or None without ECM per-image data."""
-    from fsrbench.leaderboard import REFERENCE_METHODS, _num
-    from fsrbench.metrics.ecm import ECM
+def _num(v: Any) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
 
+
+def ecm_paired(rows: list[dict[str, Any]], per_image: Any, dataset: str, scale: int,
+               reference: str | None = None, n_boot: int = 1000, seed: int = 0,
+               not_ranked: Collection[str] = ("hr-oracle",)) -> dict[str, Any] | None:
+    """ECM(method) - ECM(reference) per method (``ECM.compare``), or None without ECM per-image data.
+    ``not_ranked`` (the board's reference rows, e.g. hr-oracle) are never chosen as the reference."""
     have = {c["method"]: _num(c["metrics"]["ecm"].get("value")) for c in rows if "ecm" in c.get("metrics", {})}
     if per_image is None or not len(per_image) or "ecm_p_hr_0" not in per_image or len(have) < 2:
         return None
-    candidates = {m: v for m, v in have.items() if m not in REFERENCE_METHODS and v is not None and math.isfinite(v)}
+    candidates = {m: v for m, v in have.items() if m not in not_ranked and v is not None and math.isfinite(v)}
     if reference is None or reference not in have:
         if DEFAULT_ECM_REFERENCE in have:
             reference = DEFAULT_ECM_REFERENCE
@@ -142,8 +150,6 @@ def ecm_paired(rows: list[dict[str, Any]], per_image: Any, dataset: str, scale: 
 
 def ecm_lines(info: dict[str, Any] | None, values: dict[str, float | None]) -> list[str]:
     """Markdown of the paired ECM section (``values``: each method's ECM on the board)."""
-    from tabulate import tabulate
-
     if info is None:
         return []
     ref = info["reference"]

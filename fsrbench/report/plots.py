@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fsrbench.leaderboard import REFERENCE_METHODS, _num
+from fsrbench.report.fer_card import fer_card
 
 
 def _plt() -> Any:
