@@ -87,6 +87,37 @@ class DIC(nn.Module):
         return srs, heats
 
 
+@torch.no_grad()
+def init_recurrent_from_first_step(model: DIC) -> None:
+    """[CHOICE] ``recurrent_init: first_step`` — start the recurrent path (steps >= 1) as a copy of step 0.
+
+    After a T=1 warm-up (``cpu-reference-init``) the shared core, the compression of (LR features, previous
+    output) and the attentive fusion are untrained; run at T=4 they would wreck the output. This makes every
+    step >= 1 reproduce step 0 exactly (when ``first_in``'s PReLU slope is the fusion's 0.2): ``core`` =
+    ``first_core``; ``compress_in`` = ``first_in``'s convolution on the LR-feature half (zero on the previous
+    output) with a linear PReLU (slope 1); the fusion's 1x1 expansion copies its input into each of the 5
+    groups (its LeakyReLU(0.2) then plays ``first_in``'s activation), its residual blocks start at identity
+    (last conv zero), and the softmax-weighted sum of identical copies returns the copy. Training then moves
+    every part away from this start.
+    """
+    model.core.load_state_dict(model.first_core.state_dict())
+    src, conv, act = model.first_in[0], model.compress_in[0], model.compress_in[1]
+    nf = src.weight.shape[0]
+    conv.weight.zero_()
+    conv.weight[:, :nf] = src.weight
+    conv.bias.copy_(src.bias)
+    act.weight.fill_(1.0)
+    expand = model.fusion.conv_in[0]
+    expand.weight.zero_()
+    expand.bias.zero_()
+    eye = torch.eye(nf, dtype=expand.weight.dtype).view(nf, nf, 1, 1)
+    for n in range(model.fusion.n_maps):
+        expand.weight[n * nf:(n + 1) * nf] = eye
+    for block in model.fusion.res:
+        block.body[-1].weight.zero_()
+        block.body[-1].bias.zero_()
+
+
 def _mean(x: torch.Tensor) -> torch.Tensor:
     return torch.tensor(DIC_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
 
@@ -136,7 +167,12 @@ class DICMethod(BaselineMethod):
         if config.get("init_from") and int(core.train_step) == 0:
             # a later stage starts from an earlier stage's weights (train_step included, so the phase
             # counters continue); a resumed run has train_step > 0 and never re-reads the file
+            recurrent_init = str(config.get("recurrent_init") or "none")
+            if recurrent_init not in ("none", "first_step"):
+                raise ValueError(f"dic: recurrent_init must be 'none' or 'first_step', not {recurrent_init!r}")
             load_partial(core, str(config["init_from"]))
+            if recurrent_init == "first_step":
+                init_recurrent_from_first_step(core)
         step = int(core.train_step)
         core.train_step += 1
         pre = int(config.get("hg_pretrain_iterations", 0))

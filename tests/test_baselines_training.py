@@ -157,7 +157,7 @@ def test_dic_init_from_loads_an_earlier_stage_once(tmp_path):
     path = tmp_path / "stage0.safetensors"
     save_file({k: v.contiguous() for k, v in stage0.state_dict().items()}, str(path))
 
-    cfg = method.load_config("cpu-reference", init_from=str(path), **small)
+    cfg = method.load_config("cpu-reference", init_from=str(path), recurrent_init="none", **small)
     assert cfg["num_steps"] == 4
     torch.manual_seed(2)
     model = method.build_model(8, cfg)
@@ -175,3 +175,27 @@ def test_dic_init_from_loads_an_earlier_stage_once(tmp_path):
     kept = resumed.first_core.up[0][0].weight.detach().clone()
     method.training_loss(resumed, make_batch(8, b=1), cfg)
     assert torch.equal(resumed.first_core.up[0][0].weight, kept)
+
+
+def test_dic_recurrent_init_first_step_makes_every_step_reproduce_step_0():
+    """``recurrent_init: first_step``: after the copy, a random T=4 DIC (PReLU slopes at their 0.2 init)
+    returns SR_t == SR_0 for every t (the fusion's attention cannot matter: its groups are identical), while
+    without it the steps differ; a bad value is refused by name."""
+    from fsrbench_baselines.dic import DIC, init_recurrent_from_first_step
+
+    torch.manual_seed(4)
+    model = DIC(scale=8, features=8, steps=4, groups=2, hg_features=16, fusion_blocks=2, hg_depth=2).eval()
+    x = torch.rand(1, 3, 16, 16) - 0.5
+    with torch.no_grad():
+        srs, _ = model(x)
+        assert (srs[1] - srs[0]).abs().max() > 1e-3
+        init_recurrent_from_first_step(model)
+        srs, _ = model(x)
+    for t in range(1, 4):
+        torch.testing.assert_close(srs[t], srs[0], rtol=0, atol=1e-5)
+
+    method = DICMethod()
+    cfg = method.load_config("cpu-reference", init_from="x.safetensors", recurrent_init="sideways",
+                             features=8, hg_features=16, hg_pretrain_iterations=0, hg_freeze_iterations=0)
+    with pytest.raises(ValueError, match="recurrent_init"):
+        method.training_loss(method.build_model(8, cfg), make_batch(8, b=1), cfg)
