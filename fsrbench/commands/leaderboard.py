@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from fsrbench.leaderboard import leaderboard
+    from fsrbench.report.leaderboard import leaderboard
 
     if args.profile:
         from fsrbench.report.profile import profile_run

@@ -92,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
     import os
 
     from fsrbench.eval.runner import RunSpec, run
-    from fsrbench.leaderboard import leaderboard
+    from fsrbench.report.leaderboard import leaderboard
 
     if args.workers > 1 and "RANK" not in os.environ:
         return _relaunch_with_torchrun(args.workers)

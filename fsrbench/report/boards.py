@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from fsrbench.leaderboard import leaderboard
+from fsrbench.report.leaderboard import leaderboard
 from fsrbench.results import read_per_image
 
 ROOT = Path(__file__).resolve().parents[2] / "leaderboards"

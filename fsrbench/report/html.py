@@ -22,8 +22,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from fsrbench.leaderboard import (HEADLINE, REFERENCE_METHODS, _models, build_boards, render_boards_markdown,
-                                  render_compare_reported)
+from fsrbench.report.leaderboard import (HEADLINE, REFERENCE_METHODS, _models, build_boards, render_boards_markdown,
+                                         render_compare_reported)
 from fsrbench.report import plots
 from fsrbench.report.grids import grid_for, select_images
 from fsrbench.results import load_json, load_run, slug

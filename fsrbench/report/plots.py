@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from fsrbench.leaderboard import REFERENCE_METHODS, _num
 from fsrbench.report.fer_card import fer_card
+from fsrbench.report.leaderboard import REFERENCE_METHODS, _num
 
 
 def _plt() -> Any:
