@@ -152,9 +152,8 @@ def test_cli_formats_on_stored_results(tmp_path, capsys):
 
 
 def test_vectorised_ecm_bootstrap_equals_the_metric_per_resample():
-    from fsrbench.leaderboard import _ecm_paired, ecm_bootstrap
     from fsrbench import stats
-    from fsrbench.metrics.ecm import _ecm_value
+    from fsrbench.metrics.ecm import _ecm_value, ecm_resampled
 
     rng = np.random.default_rng(3)
     n, c = 40, 7
@@ -164,9 +163,10 @@ def test_vectorised_ecm_bootstrap_equals_the_metric_per_resample():
     p_hr[0, 0] = 1.0  # a probability of exactly 1.0 sits in numpy's closed last bin
     idx = stats.resample_indices(n, 25, 0)
     want = [_ecm_value(p_hr[i], p_sr[i]) for i in idx]
-    assert ecm_bootstrap(p_hr, p_sr, idx) == pytest.approx(want, rel=1e-9, abs=1e-9)
+    assert ecm_resampled(p_hr, p_sr, idx) == pytest.approx(want, rel=1e-9, abs=1e-9)
     q_sr = rng.dirichlet(np.ones(c), n)
-    fast = _ecm_paired((p_hr, p_sr), (p_hr, q_sr), 200, 0, 0.05)
-    slow = stats.paired_bootstrap_set(_ecm_value, (p_hr, p_sr), (p_hr, q_sr), n_boot=200, seed=0)
+    fast = stats.paired_bootstrap_set(_ecm_value, (p_hr, p_sr), (p_hr, q_sr), n_boot=200, seed=0,
+                                      resampled=ecm_resampled)
+    slow = stats.paired_bootstrap_set(lambda p, q: _ecm_value(p, q), (p_hr, p_sr), (p_hr, q_sr), n_boot=200, seed=0)
     for k in ("effect", "ci_low", "ci_high", "p_bootstrap"):
         assert fast[k] == pytest.approx(slow[k], rel=1e-9, abs=1e-9), k

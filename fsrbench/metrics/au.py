@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fsrbench.api import CellContext, Metric
-from fsrbench.stats import align_tables, bootstrap_ci, compare_means, paired_bootstrap_set
+from fsrbench.stats import align_tables, bootstrap_ci, paired_comparison
 
 AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU15", "AU17", "AU20", "AU23",
        "AU25", "AU26")
@@ -81,6 +81,11 @@ class AUF1(Metric):
 
     name: ClassVar[str] = "au_f1"
     summary_columns: ClassVar[dict[str, str]] = {}  # AU F1 is a set statistic, not a mean (set_statistic)
+    set_statistics: ClassVar[tuple[str, ...]] = ("au_f1", "au_f1_all")
+    stored_columns: ClassVar[tuple[str, ...] | None] = (
+        tuple(f"au_ref_{a}" for a in AUS) + tuple(f"au_sr_{a}" for a in AUS) + ("au_ref_source",))
+    board_order: ClassVar[float] = 60
+    compare_n_boot: ClassVar[int] = 1000
     higher_is_better: ClassVar[bool] = True
     ideal: ClassVar[float | None] = 1.0
     unit: ClassVar[str] = "F1"
@@ -221,20 +226,14 @@ class AUF1(Metric):
 
         return stat, [ref, pred]
 
-    def compare(self, table_a: Any, table_b: Any, ctx: CellContext | None = None) -> dict[str, Any]:
-        """Paired bootstrap of AU-F1(A) - AU-F1(B) (6-AU subset and 15 AUs) on the images both scored;
-        plus a Wilcoxon test on the per-image subset agreement ``au_agree``."""
-        a, b = align_tables(table_a, table_b)
-        get = lambda t, kind: t[[f"au_{kind}_{x}" for x in AUS]].to_numpy(dtype=float)  # noqa: E731
-        arrs = [get(a, "ref"), get(a, "sr"), get(b, "ref"), get(b, "sr")]
-        ok = np.all([np.isfinite(x).all(axis=1) for x in arrs], axis=0)
-        ra, pa, rb, pb = (x[ok] > 0.5 for x in arrs)
-        sub = [AUS.index(x) for x in SUBSET]
-        seed = int((getattr(ctx, "options", None) or {}).get("seed", self.seed))
-        out = {"au_f1": paired_bootstrap_set(lambda r, p: macro_f1(r[:, sub], p[:, sub]), (ra, pa), (rb, pb),
-                                             self.n_boot, seed),
-               "au_f1_all": paired_bootstrap_set(macro_f1, (ra, pa), (rb, pb), self.n_boot, seed)}
-        for v in out.values():
-            v["n_missing"] = int((~ok).sum())
-        out.update(compare_means(a, b, {"au_agree": "au_agree"}, self.n_boot, seed))
+    def compare(self, table_a: Any, table_b: Any, ctx: CellContext | None = None, *, keys: Any = None,
+                n_boot: int | None = None, seed: int | None = None, confidence: float = 0.95) -> dict[str, Any]:
+        """Paired bootstrap of AU-F1(A) - AU-F1(B) (6-AU subset and 15 AUs, :meth:`set_statistic`) on the
+        images both scored; by default also a Wilcoxon test on the per-image subset agreement ``au_agree``."""
+        out = super().compare(table_a, table_b, ctx, keys=keys, n_boot=n_boot, seed=seed, confidence=confidence)
+        if keys is None and "au_agree" in table_a and "au_agree" in table_b:
+            a, b = align_tables(table_a, table_b)
+            n_boot, seed = self.resampling(ctx, n_boot, seed)
+            out["au_agree"] = paired_comparison(a["au_agree"].to_numpy(dtype=float), b["au_agree"].to_numpy(dtype=float),
+                                                n_boot, seed, confidence)
         return out

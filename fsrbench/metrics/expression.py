@@ -62,6 +62,9 @@ class ExpressionAgreement(FERMetricMixin, Metric):
     # paired comparisons (Metric.compare) of agreement and SR accuracy
     summary_columns: ClassVar[dict[str, str]] = {"expression_agreement": "expr_agree",
                                                  "expression_acc_sr": "expr_correct_sr"}
+    stored_columns: ClassVar[tuple[str, ...] | None] = ("expr_agree", "expr_top_hr", "expr_top_sr", "expr_label",
+                                                        "expr_correct_hr", "expr_correct_sr", "expr_fer_fallback")
+    board_order: ClassVar[float] = 50
     higher_is_better: ClassVar[bool] = True
     ideal: ClassVar[float | None] = 1.0
     unit: ClassVar[str] = "share"

@@ -43,6 +43,7 @@ class IdentitySimilarity(Metric):
     primary: ClassVar[tuple[str, ...]] = ("identity_cos",)
     # paired comparisons (Metric.compare) of cosine and distance
     summary_columns: ClassVar[dict[str, str]] = {"identity_cos": "id_cos", "identity_dist": "id_dist"}
+    board_order: ClassVar[float] = 80
     higher_is_better: ClassVar[bool] = True
     ideal: ClassVar[float | None] = 1.0
     unit: ClassVar[str] = "cosine"

@@ -47,6 +47,7 @@ class LandmarkDistance(Metric):
     # paired comparisons (Metric.compare) of every landmark error
     summary_columns: ClassVar[dict[str, str]] = {"landmark_ld": "lm_ld", "landmark_mpe": "lm_mpe",
                                                  "landmark_nme": "lm_nme", "landmark_nme478": "lm_nme478"}
+    board_order: ClassVar[float] = 70
     higher_is_better: ClassVar[bool] = False
     ideal: ClassVar[float | None] = 0.0
     unit: ClassVar[str] = "px / IOD"

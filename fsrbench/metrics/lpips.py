@@ -95,6 +95,7 @@ class LPIPSMetric(Metric):
     name = "lpips"
     higher_is_better = False
     ideal = 0.0
+    board_order = 30
     description = "LPIPS v0.1 (AlexNet), inputs in [-1,1], spatial average; offline weights"
     unit = ""
 

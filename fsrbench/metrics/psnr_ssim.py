@@ -285,6 +285,7 @@ class PSNR(Metric):
     higher_is_better = True
     ideal = float("inf")
     unit = "dB"
+    board_order = 10
     description = "Peak signal-to-noise ratio under the protocol's colour/crop convention"
 
     def per_image(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext) -> dict[str, np.ndarray]:
@@ -301,6 +302,7 @@ class SSIM(Metric):
     name = "ssim"
     higher_is_better = True
     ideal = 1.0
+    board_order = 20
     description = "Structural similarity (Gaussian 11x11, sigma 1.5, valid region) under the protocol"
 
     def per_image(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext) -> dict[str, np.ndarray]:

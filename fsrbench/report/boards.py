@@ -1,7 +1,9 @@
 """The committed leaderboards: ``leaderboards/results/<name>/`` (stored results) -> ``leaderboards/<name>.md``.
 
 A stored result is a small copy of a results directory: ``metrics.json``, ``run.json``, ``profile.json``
-(if measured) and ``per_image.csv.gz`` trimmed to the columns the boards and plots read (never SR images),
+(if measured) and ``per_image.csv.gz`` trimmed to the columns the boards and plots read (never SR images):
+the identifying columns and each metric's ``stored_column_names()`` (its declaration, see
+:class:`fsrbench.report.metric_index.MetricIndex`),
 plus ``board.yaml`` with the rendering options (``title``, ``compare_reported``, ``reported_dataset``).
 :func:`regenerate` re-renders every board; ``check=True`` only compares (the drift test and
 ``scripts/regenerate_leaderboards.py --check``).
@@ -17,12 +19,11 @@ from typing import Any
 import yaml
 
 from fsrbench.report.leaderboard import leaderboard
-from fsrbench.results import read_per_image
+from fsrbench.report.metric_index import MetricIndex
+from fsrbench.results import load_json, read_per_image
 
 ROOT = Path(__file__).resolve().parents[2] / "leaderboards"
-KEEP_PREFIXES = ("psnr", "ssim", "lpips", "ecm_p_", "expr_", "lm_ld", "lm_mpe", "lm_nme", "id_cos", "id_dist",
-                 "au_ref_", "au_sr_")
-ID_COLUMNS = ("dataset", "scale", "method", "image_id", "status", "error", "note")
+ID_COLUMNS = ("dataset", "scale", "method", "image_id", "status", "error", "note", "lr_size")
 
 
 def store_results(run_dir: str | Path, name: str, title: str | None = None, compare_reported: bool = False,
@@ -36,7 +37,9 @@ def store_results(run_dir: str | Path, name: str, title: str | None = None, comp
             shutil.copyfile(src / f, dst / f)
     if (src / "per_image.csv").is_file():
         df = read_per_image(src / "per_image.csv")
-        cols = [c for c in df.columns if c in ID_COLUMNS or c == "lr_size" or (c.startswith(KEEP_PREFIXES) and not c.endswith("_reason"))]
+        cells = load_json(src / "metrics.json").get("cells", []) if (src / "metrics.json").is_file() else []
+        keep = MetricIndex(cells, df.columns).stored_columns()
+        cols = [c for c in df.columns if c in ID_COLUMNS or c in keep]
         data = df[cols].to_csv(index=False, lineterminator="\n", float_format="%.6g").encode()
         with open(dst / "per_image.csv.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0,
                                                                           filename="") as fh:

@@ -22,8 +22,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from fsrbench.report.leaderboard import (HEADLINE, REFERENCE_METHODS, _models, build_boards, render_boards_markdown,
+from fsrbench.report.leaderboard import (REFERENCE_METHODS, _models, build_boards, render_boards_markdown,
                                          render_compare_reported)
+from fsrbench.report.metric_index import MetricIndex
 from fsrbench.report import plots
 from fsrbench.report.grids import grid_for, select_images
 from fsrbench.results import load_json, load_run, slug
@@ -245,7 +246,8 @@ def plots_section(doc: dict[str, Any], per_image: Any, fmt: str = "png", save_di
     figs: list[tuple[str, Any]] = []
     datasets = sorted({c["dataset"] for c in doc.get("cells", [])})
     for ds in datasets:
-        keys = [k for k in HEADLINE if any(k in c.get("metrics", {}) for c in doc["cells"] if c["dataset"] == ds)]
+        cells = [c for c in doc["cells"] if c["dataset"] == ds]
+        keys = MetricIndex(cells).headline({k for c in cells for k in c.get("metrics", {})})
         for k in keys:
             figs.append((f"{k} vs scale — {ds}", plots.metric_vs_scale(doc, k, ds)))
         figs.append((f"PSNR vs ECM — {ds}", plots.psnr_vs_ecm(doc, ds)))

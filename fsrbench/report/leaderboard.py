@@ -1,12 +1,16 @@
 """Leaderboards rendered from a results directory's ``metrics.json`` (+ ``per_image.csv``, ``profile.json``).
 
 One board per (dataset, scale).  The main table has a row per method: mean rank across the headline
-metrics (HELM-style, each metric ranked in its own direction), every headline summary with its direction
+summaries (HELM-style, each ranked in its own direction), every headline summary with its direction
 arrow (↑ higher is better, ↓ lower is better), value ± 95% CI half-width, the best value in **bold**, a ``†``
 where the method is significantly worse than the best (paired test on the same images, see
 :func:`significance`), the method's cost (parameters, GMACs at 128x128 output, latency, peak memory —
 from ``profile.json``, see :mod:`fsrbench.report.profile`), N and the failure count (last column).  A second
 table holds every other summary number; then the face-model ids, notes and the methods that could not run.
+
+The boards ask the metrics (:class:`fsrbench.report.metric_index.MetricIndex`): the headline summaries are
+the metrics' ``primary_keys()`` (ordered by ``board_order``), the significance marks are their
+``compare()``, the per-LR-size columns come from their ``summary_column_map()``; no metric is named here.
 
 Multi-resolution runs (``fsrbench run --multires MR8``, docs/multires.md) get one board per dataset instead:
 every method and model scale in one table over all (image, LR size) pairs (a fixed-scale method appears once
@@ -32,13 +36,12 @@ import numpy as np
 from tabulate import tabulate
 
 from fsrbench.report.fer_card import card_lines, ecm_lines, ecm_paired, fer_card
+from fsrbench.report.metric_index import MetricIndex
 from fsrbench.results import load_json, load_run  # noqa: F401 - load_run: the old import path
 
-# [CHOICE] leaderboard.headline: the summaries of the main table and of the mean rank (one per metric
-# family, so five identity thresholds do not outweigh PSNR); every other summary goes to the second table.
-HEADLINE = ["psnr", "ssim", "lpips", "ecm", "expression_agreement", "au_f1", "landmark_nme", "landmark_ld",
-            "identity_cos"]
-PREFERRED = HEADLINE  # kept for callers of the first version
+# The summaries of the main table and of the mean rank are the metrics' primary keys (Metric.primary: one or
+# two per metric family, so five identity thresholds do not outweigh PSNR); every other summary goes to the
+# second table.
 # [CHOICE] leaderboard.reference_methods: rows shown but never best, ranked or tested (sanity references).
 REFERENCE_METHODS = {"hr-oracle"}
 # [CHOICE] leaderboard.alpha / n_boot / seed: two-sided 95% paired-bootstrap CI of the difference to the
@@ -46,12 +49,6 @@ REFERENCE_METHODS = {"hr-oracle"}
 ALPHA = 0.05
 N_BOOT = 1000
 SEED = 0
-# per-image column behind a mean-type summary (the runner's per_image.csv)
-PER_IMAGE_COLUMN = {
-    "psnr": "psnr", "ssim": "ssim", "lpips": "lpips", "expression_agreement": "expr_agree",
-    "expression_acc_sr": "expr_correct_sr", "landmark_ld": "lm_ld", "landmark_mpe": "lm_mpe",
-    "landmark_nme": "lm_nme", "landmark_nme478": "lm_nme478", "identity_cos": "id_cos", "identity_dist": "id_dist",
-}
 MODEL_KEYS = ("fer_model", "au_estimator", "model", "landmarks", "landmark_model", "identity_model", "net",
               "definition", "reference")
 
@@ -139,6 +136,8 @@ class Board:
     not_comparable: list[str] = field(default_factory=list)
     fer: dict[str, Any] | None = None  # FER card (fsrbench.report.fer_card)
     ecm_paired: dict[str, Any] | None = None  # ECM paired against a reference method (ranks ECM)
+    columns: dict[str, str] = field(default_factory=dict)  # summary key -> per-image column (mean-type keys)
+    multires: dict[str, Any] | None = None  # multi-resolution board: set, LR sizes, per-size means (merge_multires)
 
     def is_best(self, method: str, key: str) -> bool:
         s = self.cells.get((method, key))
@@ -187,124 +186,36 @@ def _cell_table(per_image: Any, dataset: str, scale: int, method: str) -> Any:
     return t.set_index("image_id")
 
 
-def _set_statistic(key: str, a: Any, b: Any) -> tuple[Any, Any, Any] | None:
-    """(statistic, data_a, data_b) for set-level summaries (ECM, AU F1) on images both methods have."""
-    if key == "ecm":
-        from fsrbench.metrics.ecm import _ecm_value, prob_columns
-
-        hr = [c for c in prob_columns("hr") if c in a and a[c].notna().any()]
-        sr = [c for c in prob_columns("sr") if c in a and a[c].notna().any()]
-        if not hr or len(hr) != len(sr):
-            return None
-        ok = a[hr + sr].notna().all(axis=1) & b[hr + sr].notna().all(axis=1)
-        da = (a.loc[ok, hr].to_numpy(float), a.loc[ok, sr].to_numpy(float))
-        db = (b.loc[ok, hr].to_numpy(float), b.loc[ok, sr].to_numpy(float))
-        return _ecm_value, da, db
-    if key in ("au_f1", "au_f1_all"):
-        try:
-            from fsrbench.metrics.au import AUS, SUBSET, macro_f1
-        except ImportError:
-            return None
-        ref = [f"au_ref_{x}" for x in AUS]
-        pred = [f"au_sr_{x}" for x in AUS]
-        if not all(c in a for c in ref + pred):
-            return None
-        ok = a[ref + pred].notna().all(axis=1) & b[ref + pred].notna().all(axis=1)
-        sub = [AUS.index(x) for x in SUBSET] if key == "au_f1" else list(range(len(AUS)))
-
-        def stat(r: np.ndarray, p: np.ndarray) -> float:
-            return float(macro_f1(r[:, sub] > 0.5, p[:, sub] > 0.5))
-
-        return (stat, (a.loc[ok, ref].to_numpy(float), a.loc[ok, pred].to_numpy(float)),
-                (b.loc[ok, ref].to_numpy(float), b.loc[ok, pred].to_numpy(float)))
-    return None
-
-
-def ecm_bootstrap(p_hr: np.ndarray, p_sr: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """ECM of every bootstrap resample at once (rows of ``idx`` [n_boot, N]); same value as
-    ``fsrbench.metrics.ecm._ecm_value(p_hr[i], p_sr[i])`` for each row ``i`` of ``idx``.
-
-    A resample's density histogram is (multiplicity matrix W [n_boot, N]) @ (one-hot bin membership
-    [N, C*bins]) / (N * bin width); L_conf is W @ |H(hr) - H(sr)| / N.  Bins follow numpy.histogram on
-    [0, 1] (left-closed, the last bin also holds 1.0)."""
-    from fsrbench.metrics.ecm import ECM_ALPHA, ECM_BINS, LCONF_FLOOR, entropy
-
-    n, c = p_hr.shape
-    edges = np.linspace(0.0, 1.0, ECM_BINS + 1)
-
-    def onehot(p: np.ndarray) -> np.ndarray:
-        b = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, ECM_BINS - 1)
-        out = np.zeros((n, c, ECM_BINS))
-        np.put_along_axis(out, b[:, :, None], 1.0, axis=2)
-        return out.reshape(n, c * ECM_BINS)
-
-    w = np.zeros((idx.shape[0], n))
-    rows = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
-    np.add.at(w, (rows, idx.ravel()), 1.0)
-    width = 1.0 / ECM_BINS
-    h = (w @ (onehot(p_hr) - onehot(p_sr))) / (n * width)
-    l_h = (h ** 2).sum(axis=1)
-    l_conf = w @ np.abs(entropy(p_hr) - entropy(p_sr)) / n
-    return ECM_ALPHA * l_h + np.log(np.maximum(l_conf, LCONF_FLOOR))
-
-
-def _ecm_paired(da: tuple[np.ndarray, np.ndarray], db: tuple[np.ndarray, np.ndarray], n_boot: int, seed: int,
-                alpha: float) -> dict[str, Any]:
-    """Paired bootstrap of ECM(A) - ECM(B) with the resamples of fsrbench.stats (same seed -> same
-    numbers as ``stats.paired_bootstrap_set(_ecm_value, ...)``), vectorised."""
-    from fsrbench import stats
-    from fsrbench.metrics.ecm import _ecm_value
-
-    n = da[0].shape[0]
-    va, vb = (_ecm_value(*da), _ecm_value(*db)) if n else (float("nan"), float("nan"))
-    out: dict[str, Any] = {"effect": va - vb, "ci_low": float("nan"), "ci_high": float("nan"),
-                           "p_bootstrap": float("nan"), "n": n, "n_boot": n_boot, "seed": seed,
-                           "value_a": va, "value_b": vb, "ci_method": "paired percentile bootstrap"}
-    if n < 2:
-        return out
-    idx = stats.resample_indices(n, n_boot, seed)
-    boots = ecm_bootstrap(*da, idx) - ecm_bootstrap(*db, idx)
-    ok = np.isfinite(boots)
-    if ok.any():
-        lo, hi = np.quantile(boots[ok], [alpha / 2, 1 - alpha / 2])
-        out["ci_low"], out["ci_high"] = float(lo), float(hi)
-        out["p_bootstrap"] = stats._bootstrap_p(boots)
-    return out
-
-
 def significance(per_image: Any, dataset: str, scale: int, key: str, method: str, best: str,
-                 n_boot: int = N_BOOT, seed: int = SEED, alpha: float = ALPHA) -> dict[str, Any] | None:
+                 n_boot: int = N_BOOT, seed: int = SEED, alpha: float = ALPHA,
+                 metrics: MetricIndex | None = None) -> dict[str, Any] | None:
     """Paired comparison of ``method`` against ``best`` for summary ``key`` on the images both scored.
 
-    Mean-type summaries use :func:`fsrbench.stats.paired_comparison` on the per-image column;
-    ECM and AU F1 use :func:`fsrbench.stats.paired_bootstrap_set` with the metric's set statistic.
+    The test is the owning metric's :meth:`fsrbench.api.Metric.compare` (``metrics``: the board's
+    :class:`MetricIndex`; without it, the registered metric that declares ``key``): a paired bootstrap of the
+    mean difference for mean-type summaries, of the set statistic for set-level ones (ECM, AU F1).
     ``significant`` is True when the (1-alpha) paired-bootstrap CI of method - best excludes 0.
     Returns None when the per-image data for ``key`` is not available."""
-    from fsrbench import stats
+    if metrics is None:
+        metrics = MetricIndex.for_key(key, per_image.columns)
+    return _paired(_cell_table(per_image, dataset, scale, method), _cell_table(per_image, dataset, scale, best),
+                   key, best, metrics, n_boot, seed, alpha)
 
-    a = _cell_table(per_image, dataset, scale, method)
-    b = _cell_table(per_image, dataset, scale, best)
+
+def _paired(a: Any, b: Any, key: str, best: str, metrics: MetricIndex, n_boot: int, seed: int,
+            alpha: float) -> dict[str, Any] | None:
+    """:func:`significance` of two cell tables (indexed by image id)."""
     common = a.index.intersection(b.index)
-    a, b = a.loc[common], b.loc[common]
-    col = PER_IMAGE_COLUMN.get(key, key if key in per_image.columns else None)
-    if col is not None and col in a:
-        res = stats.paired_comparison(a[col].to_numpy(float), b[col].to_numpy(float), n_boot=n_boot, seed=seed,
-                                      confidence=1 - alpha)
-        res["test"] = "paired bootstrap of the mean difference"
-    else:
-        spec = _set_statistic(key, a, b)
-        if spec is None:
-            return None
-        stat, da, db = spec
-        if key == "ecm":
-            res = _ecm_paired(da, db, n_boot, seed, alpha)
-        else:
-            res = stats.paired_bootstrap_set(stat, da, db, n_boot=n_boot, seed=seed, confidence=1 - alpha)
-        res["test"] = "paired bootstrap of the set statistic"
+    a, b = a.loc[common].reset_index(), b.loc[common].reset_index()
+    res = metrics.compare(key, a, b, n_boot=n_boot, seed=seed, confidence=1 - alpha)
+    if res is None:
+        return None
     lo, hi = _num(res.get("ci_low")), _num(res.get("ci_high"))
     res["significant"] = bool(lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
                               and (lo > 0 or hi < 0))
     res["versus"] = best
+    res["test"] = ("paired bootstrap of the mean difference" if metrics.column(key) is not None
+                   else "paired bootstrap of the set statistic")
     return res
 
 
@@ -331,8 +242,15 @@ def _params(c: dict[str, Any]) -> Any:
 def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: dict[str, Any] | None = None,
                  headline: list[str] | None = None, n_boot: int = N_BOOT, seed: int = SEED,
                  alpha: float = ALPHA, ecm_reference: str | None = None) -> list[Board]:
-    headline = list(headline or HEADLINE)
+    """The boards of a results document (multi-resolution datasets merged, :func:`merge_multires`).
+
+    ``headline`` overrides the metrics' primary keys as the main-table summaries; ``per_image`` (None: no
+    significance marks) feeds the metrics' paired comparisons; ``ecm_reference``: see
+    :func:`fsrbench.report.fer_card.ecm_paired`."""
+    metrics_doc, per_image = merge_multires(metrics_doc, per_image)
     cells = metrics_doc.get("cells", [])
+    multires = metrics_doc.get("multires", {})
+    index = MetricIndex(cells, per_image.columns if per_image is not None else ())
     skipped = metrics_doc.get("skipped", [])
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for c in cells:
@@ -346,7 +264,7 @@ def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: di
     for (dataset, scale) in sorted(groups):
         rows = sorted(groups[(dataset, scale)], key=lambda c: c["method"])
         keys = {k for c in rows for k in c.get("metrics", {})}
-        head = [k for k in headline if k in keys]
+        head = [k for k in headline if k in keys] if headline is not None else index.headline(keys)
         extra = sorted(k for k in keys if k not in head)
         direction: dict[str, bool] = {}
         for k in keys:
@@ -361,6 +279,13 @@ def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: di
                 best[k], best_method[k] = pick[1], pick[0]
         sig: dict[tuple[str, str], dict[str, Any]] = {}
         if per_image is not None and len(per_image):
+            tables: dict[str, Any] = {}
+
+            def table(m: str) -> Any:
+                if m not in tables:
+                    tables[m] = _cell_table(per_image, dataset, scale, m)
+                return tables[m]
+
             for k in head:
                 if k not in best_method:
                     continue
@@ -368,7 +293,7 @@ def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: di
                     m = c["method"]
                     if m in REFERENCE_METHODS or m == best_method[k] or k not in c.get("metrics", {}):
                         continue
-                    res = significance(per_image, dataset, scale, k, m, best_method[k], n_boot, seed, alpha)
+                    res = _paired(table(m), table(best_method[k]), k, best_method[k], index, n_boot, seed, alpha)
                     if res is not None:
                         sig[(m, k)] = res
         ecm_info = (ecm_paired(rows, per_image, dataset, scale, ecm_reference, n_boot, seed, REFERENCE_METHODS)
@@ -399,7 +324,9 @@ def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: di
             n_failed={c["method"]: int(c.get("n_failed", 0)) for c in rows}, notes=notes,
             skipped=sorted([s for s in skipped if s["dataset"] == dataset and int(s["scale"]) == scale],
                            key=lambda s: s["method"]),
-            models=_models(rows), not_comparable=nc, fer=fer_card(rows, per_image, dataset), ecm_paired=ecm_info))
+            models=_models(rows), not_comparable=nc, fer=fer_card(rows, per_image, dataset), ecm_paired=ecm_info,
+            columns={k: col for k in sorted(keys) if (col := index.column(k)) is not None},
+            multires=multires.get(dataset) if scale == 0 else None))
     return boards
 
 
@@ -413,7 +340,8 @@ def multires_label(method: str, scale: int) -> str:
 
 def merge_multires(doc: dict[str, Any], per_image: Any = None) -> tuple[dict[str, Any], Any]:
     """Put every cell of a multi-resolution dataset on one board (scale 0), methods relabelled with their model
-    scale; ``doc["multires"][dataset]`` keeps the set, the LR sizes and each row's per-size means."""
+    scale; ``doc["multires"][dataset]`` keeps the set, the LR sizes and each row's per-size means.
+    Merging a merged document changes nothing (:func:`build_boards` merges, so callers need not)."""
     mr = {c["dataset"]: c["multires"] for c in doc.get("cells", []) if c.get("multires")}
     if not mr:
         return doc, per_image
@@ -444,7 +372,7 @@ def multires_tables(board: Board, info: dict[str, Any]) -> list[str]:
     sizes = sorted(int(s) for s in info["lr_sizes"])
     lines: list[str] = []
     for key in board.headline:
-        col = PER_IMAGE_COLUMN.get(key, key)
+        col = board.columns.get(key, key)
         table = {m: info["rows"].get(m, {}) for m in board.methods}
         if not any(col in r.get(str(s), {}) for r in table.values() for s in sizes):
             continue
@@ -455,7 +383,9 @@ def multires_tables(board: Board, info: dict[str, Any]) -> list[str]:
                     and col in r.get(str(s), {}) and math.isfinite(r[str(s)][col])]
             if len(vals) >= 2:
                 best[s] = max(vals) if hib else min(vals)
-        digits = 4 if key in ("ssim", "lpips") else 2
+        finite = [abs(v) for r in table.values() for s in sizes
+                  if isinstance(v := r.get(str(s), {}).get(col), (int, float)) and math.isfinite(v)]
+        digits = 2 if finite and max(finite) > 1 else 4  # the main table's rule (_fmt): 2 beyond ±1, else 4
         rows = []
         for m in board.methods:
             r = table[m]
@@ -557,9 +487,8 @@ def _preamble(metrics_doc: dict[str, Any], title: str | None, profile: dict[str,
 def render_boards_markdown(boards: list[Board], metrics_doc: dict[str, Any], title: str | None = None,
                            profile: dict[str, Any] | None = None) -> str:
     lines = _preamble(metrics_doc, title, profile)
-    multires = metrics_doc.get("multires", {})
     for b in boards:
-        mr = multires.get(b.dataset) if b.scale == 0 else None
+        mr = b.multires
         if mr:
             sizes = ", ".join(str(s) for s in mr["lr_sizes"])
             lines += [f"## {b.dataset} — every LR size of {mr['set']} ({sizes}) (N = {b.n} pairs)", "",
@@ -594,7 +523,6 @@ def render_boards_markdown(boards: list[Board], metrics_doc: dict[str, Any], tit
 
 def render_markdown(metrics_doc: dict[str, Any], title: str | None = None, per_image: Any = None,
                     profile: dict[str, Any] | None = None) -> str:
-    metrics_doc, per_image = merge_multires(metrics_doc, per_image)
     boards = build_boards(metrics_doc, per_image, profile)
     return render_boards_markdown(boards, metrics_doc, title, profile)
 
@@ -764,7 +692,6 @@ def leaderboard(run_dir: str | Path, title: str | None = None, fmt: str = "md", 
                 reported_dataset: str | None = None, significance_tests: bool = True,
                 ecm_reference: str | None = None) -> str:
     doc, per_image, profile = load_run(run_dir)
-    doc, per_image = merge_multires(doc, per_image)
     boards = build_boards(doc, per_image if significance_tests else None, profile, ecm_reference=ecm_reference)
     if fmt == "csv":
         return render_csv(boards)
