@@ -10,6 +10,9 @@ Getters return one instance per (name, options) per process (each model is loade
 
 Names are looked up in :mod:`fsrbench.registry` (entry-point groups ``fsrbench.landmarks``,
 ``fsrbench.identity``, ``fsrbench.fer``, ``fsrbench.au``), so third-party plugins work the same way.
+These getters are fsrbench's only way to a face model: the metrics (:func:`require`, which turns an unknown
+or broken plugin into :class:`~fsrbench.api.Unavailable` so a run skips the metric), the priors, the grids
+and ``fsrbench analyze`` all share the same instances.
 Missing weights raise :class:`fsrbench.api.Unavailable` (with the pip command that fixes it) when a model
 is first requested; a face that cannot be analysed gives ``ok=False`` + ``reason`` (or ``None`` / NaN),
 never an exception.
@@ -27,11 +30,12 @@ import numpy as np
 
 from fsrbench.api.face import AUEstimator, FaceBox, FERModel, IdentityModel, LandmarkModel, LandmarkResult
 from fsrbench.cache import image_key
+from fsrbench.errors import PluginLoadError, RegistryError, Unavailable
 from fsrbench.registry import instantiate, registry
 
 __all__ = [
     "AUEstimator", "FaceBox", "FERModel", "IdentityModel", "LandmarkModel", "LandmarkResult",
-    "get_landmarks", "get_identity", "get_fer", "get_au", "clear_model_cache",
+    "get_landmarks", "get_identity", "get_fer", "get_au", "require", "clear_model_cache",
     "detect_cached", "fit_cached", "fer_cached", "embed_cached", "detect_box_cached",
 ]
 
@@ -47,6 +51,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     "identity": {"dlib": "fsrbench.analysis.dlib_models:DlibIdentity"},
     "fer": {"mini-xception": "fsrbench.analysis.fer_minixception:MiniXception",
             "ddamfn": "fsrbench.analysis.fer_ddamfn:DDAMFN"},
+    "au": {"geometric": "fsrbench.analysis.au_geometric:GeometricAU"},
 }
 
 
@@ -87,8 +92,17 @@ def get_fer(name: str = "mini-xception", **options: Any) -> Any:
 
 
 def get_au(name: str = "geometric", **options: Any) -> Any:
-    """AU estimator ``name`` (implemented by the metrics issue), one instance per process."""
+    """AU estimator ``name`` (``geometric`` or a plugin), one instance per process."""
     return _get("au", name, options)
+
+
+def require(kind: str, name: str, **options: Any) -> Any:
+    """The face model ``name`` of registry ``kind`` (as the getters above), or :class:`Unavailable` when it is
+    unknown or fails to import -- what a metric raises from ``setup()`` to be skipped with the reason."""
+    try:
+        return _get(kind, name, options)
+    except (PluginLoadError, RegistryError) as exc:
+        raise Unavailable(f"{kind} model {name!r} cannot be loaded: {exc}") from exc
 
 
 def clear_model_cache() -> None:

@@ -36,12 +36,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from fsrbench.analysis import get_landmarks
+from fsrbench.analysis import get_au, get_landmarks
 from fsrbench.api import DataError, Unavailable
 from fsrbench.api.face import LandmarkResult
 from fsrbench.cache import Cache, default_cache_dir, image_key
 from fsrbench.imageio import make_lr, pil_resize
-from fsrbench.registry import instantiate, registry
 from fsrbench.results import atomic_file
 
 # iBUG 68 (0-based): jaw 0-16, brows 17-21 | 22-26, nose 27-35, eyes 36-41 | 42-47, mouth 48-59, inner 60-67
@@ -214,15 +213,6 @@ def _safe(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in s)
 
 
-def get_landmark_model(name: str) -> Any:
-    """A landmark model by name (``fsrbench.analysis.get_landmarks``: one instance per process)."""
-    return get_landmarks(name)
-
-
-def get_au_model(name: str = "geometric") -> Any:
-    return instantiate(registry("au").get(name))
-
-
 class PriorArray:
     """One cached prior of a dataset: ``ids``, ``values`` [N,...], ``ok`` [N] and ``reasons`` [N]."""
 
@@ -249,7 +239,7 @@ class DatasetPriors:
     """Generate-once, cache-on-disk priors of one dataset (see module docstring).
 
     ``models`` maps "dlib68" / "mediapipe478" / "au" to model objects (default: looked up with
-    :func:`get_landmark_model` / :func:`get_au_model` when first needed). ``landmarks68_source``:
+    :func:`fsrbench.analysis.get_landmarks` / :func:`~fsrbench.analysis.get_au` when first needed). ``landmarks68_source``:
     ``auto`` (annotation when the samples carry ``meta["landmarks68"]``, else dlib), ``annotation`` or
     ``dlib68``. ``computed`` counts freshly computed priors (tests use it to prove reuse).
     """
@@ -275,11 +265,11 @@ class DatasetPriors:
     def _model(self, key: str) -> Any:
         if key not in self.models:
             if key == "au":
-                self.models[key] = get_au_model()
+                self.models[key] = get_au()
             elif key == "mediapipe478_lr":
                 self.models[key] = self.models.get("mediapipe478_lr") or lr_landmark_model()
             else:
-                self.models[key] = get_landmark_model(key)
+                self.models[key] = get_landmarks(key)
         return self.models[key]
 
     # -- storage ----------------------------------------------------------------------------------

@@ -2,10 +2,9 @@
 
 What lives here, so that each model runs once per image:
 
-* **Model instances** (one per process, shared with the rest of fsrbench through the getters of
-  :mod:`fsrbench.analysis`): :func:`get_fer_model`, :func:`get_mesh`, :func:`get_dlib68`,
-  :func:`get_identity_model`, :func:`get_au_estimator` (plugin registries ``fer``, ``landmarks``,
-  ``identity``, ``au``).
+* **Model instances**: the metrics' default face models, named (:func:`get_fer_model`, :func:`get_mesh`,
+  :func:`get_dlib68`, :func:`get_identity_model`, :func:`get_au_estimator`) and fetched through
+  :func:`fsrbench.analysis.require` -- one instance per process, shared with the rest of fsrbench.
 * **HR analyses, cached on disk** with ``ctx.cache`` (:class:`fsrbench.cache.Cache`), keyed by
   ``image_key(hr)`` and the model id: the face box, landmarks, FER probabilities and identity descriptor of
   an HR image are computed once, whichever method is being scored.  SR analyses are cached the same way
@@ -32,53 +31,37 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from fsrbench.analysis import require
 from fsrbench.analysis.fer_input import FERInput, get_haar, predict
 from fsrbench.api.face import FaceBox
 from fsrbench.api import CellContext, Unavailable
 from fsrbench.cache import Cache, image_key
 
 _FALLBACK_CACHE = Cache(None)  # in-memory cache for contexts without one (tests, the Python API)
-AU_BUILTIN = {"geometric": "fsrbench.analysis.au_geometric:GeometricAU"}
 
 
 # ------------------------------------------------------------------------------------------------
 # models
 # ------------------------------------------------------------------------------------------------
-def _get(kind: str, name: str) -> Any:
-    """One instance per process, through :mod:`fsrbench.analysis`'s getters (shared with the rest of
-    fsrbench); an unknown or broken plugin becomes :class:`Unavailable` so the run skips the metric."""
-    import fsrbench.analysis as analysis
-    from fsrbench.registry import PluginLoadError, RegistryError, registry
-
-    getter = {"fer": analysis.get_fer, "landmarks": analysis.get_landmarks,
-              "identity": analysis.get_identity, "au": analysis.get_au}[kind]
-    if kind == "au" and name in AU_BUILTIN and name not in registry("au"):
-        registry("au").register(name, AU_BUILTIN[name], "fsrbench built-in (entry point not installed)")
-    try:
-        return getter(name)
-    except (PluginLoadError, RegistryError) as exc:
-        raise Unavailable(f"{kind} model {name!r} cannot be loaded: {exc}") from exc
-
-
 def get_fer_model(name: str = "mini-xception") -> Any:
     """The FER plugin ``name`` (entry-point group ``fsrbench.fer``), one instance per process."""
-    return _get("fer", name)
+    return require("fer", name)
 
 
 def get_mesh(name: str = "mediapipe478") -> Any:
-    return _get("landmarks", name)
+    return require("landmarks", name)
 
 
 def get_dlib68(name: str = "dlib68") -> Any:
-    return _get("landmarks", name)
+    return require("landmarks", name)
 
 
 def get_identity_model(name: str = "dlib") -> Any:
-    return _get("identity", name)
+    return require("identity", name)
 
 
 def get_au_estimator(name: str = "geometric") -> Any:
-    return _get("au", name)
+    return require("au", name)
 
 
 # ------------------------------------------------------------------------------------------------
