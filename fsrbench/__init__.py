@@ -43,7 +43,7 @@ def get_method(name: str, scale: int | None = None, device: str = "cpu", weights
 
 def get_dataset(spec: str, **options: Any) -> Dataset:
     """``demo``, ``folder:/dir``, ``celeba`` ... as a Dataset (``ids()``, ``load(id)``)."""
-    from fsrbench.eval.components import open_dataset
+    from fsrbench.data import open_dataset
 
     return open_dataset(spec, **options)
 

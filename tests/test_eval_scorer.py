@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
-from fsrbench.eval.components import Components, open_dataset
+from fsrbench.data import open_dataset
+from fsrbench.eval.components import Components
 from fsrbench.eval.scorer import Cell, CellScorer
 
 

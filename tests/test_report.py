@@ -79,7 +79,7 @@ def test_grid_layout_and_crops(demo_run):
     assert src == "fixed"
     assert img.width == 4 * (TILE + 4) + 4  # LR | bicubic | hr-oracle | HR
     # the HR column's enlarged eye crop is HR[eyes box] scaled to the crop width
-    from fsrbench.eval.components import open_dataset
+    from fsrbench.data import open_dataset
 
     hr = open_dataset("demo").load(ids[0]).hr
     x0, y0, x1, y1 = FIXED_EYES

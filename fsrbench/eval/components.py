@@ -1,5 +1,5 @@
-"""Names -> ready components: methods set up for a scale, metrics set up on a device, datasets opened; the device,
-AMP and test-time priors.  Used by the evaluation runner, the cost profiler (``report/profile.py``) and anything
+"""Names -> ready components: methods set up for a scale, metrics set up on a device (datasets: the one
+:func:`fsrbench.data.open_dataset`); the device, AMP and test-time priors.  Used by the evaluation runner, the cost profiler (``report/profile.py``) and anything
 else that needs "the method ``edsr`` at x4 on this device, as ``fsrbench run`` would set it up".
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fsrbench import registry as reg
-from fsrbench.api import Batch, Dataset, Method, Metric
+from fsrbench.api import Batch, Method, Metric
 from fsrbench.cache import Cache
 from fsrbench.data.priors import test_prior
 from fsrbench.errors import PluginLoadError, RegistryError, Unavailable, unknown_name_message
@@ -43,13 +43,6 @@ def resolve_device(device: str) -> Any:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise Unavailable(f"--device {device} was asked for but torch sees no CUDA device; use --device cpu")
     return torch.device(device)
-
-
-def open_dataset(spec: str, **options: Any) -> Dataset:
-    """``name`` or ``name:arg`` (e.g. ``folder:/data/faces``) -> a ready Dataset."""
-    name, _, arg = spec.partition(":")
-    cls = reg.datasets.get(name)
-    return cls(arg or None, **options) if arg else cls(**options)
 
 
 def resolve_methods(names: list[str]) -> list[str]:

@@ -26,11 +26,12 @@ import pandas as pd
 
 from fsrbench import registry as reg
 from fsrbench.api import Dataset, Method, Metric
+from fsrbench.data import open_dataset
 from fsrbench.data.multires import MultiRes, lr_sizes, pair_id, split_pair_id
 from fsrbench.dist import Group, local_rank
 from fsrbench.errors import PluginLoadError
 from fsrbench.eval.components import (AMP_DTYPES, Components, autocast_context, default_metric_names, load_plugins,
-                                      open_dataset, resolve_device, resolve_methods)
+                                      resolve_device, resolve_methods)
 from fsrbench.eval.scorer import Cell, CellScorer
 from fsrbench.protocols import Protocol, get_protocol
 from fsrbench.results import (ID_COLUMNS, STATUS_COLUMNS, atomic_write_bytes, cell_dir, check_writable, clean_stale,

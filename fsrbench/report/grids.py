@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fsrbench.eval.components import open_dataset
+from fsrbench.data import open_dataset
 from fsrbench.imageio import make_lr, read_image
 from fsrbench.results import load_json, sr_path
 

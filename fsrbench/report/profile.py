@@ -27,7 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fsrbench.eval.components import Components, load_plugins, open_dataset
+from fsrbench.data import open_dataset
+from fsrbench.eval.components import Components, load_plugins
 from fsrbench.results import atomic_write_bytes, json_bytes, load_json
 
 COUNTED = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear")

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from fsrbench.api import Batch, DataError, Dataset, TrainBatch, Unavailable
+from fsrbench.data import open_dataset  # noqa: F401 - the one dataset opener (train/loop.py imports it from here)
 
 _LANDMARK_PRIORS = ("landmarks68", "landmarks478_hr", "landmarks478_lr")
 _SYMMETRIC_PRIORS = ("au",)
@@ -38,17 +39,6 @@ _SYMMETRIC_PRIORS = ("au",)
 # ------------------------------------------------------------------------------------------------
 # datasets
 # ------------------------------------------------------------------------------------------------
-def open_dataset(spec: str | Dataset, **options: Any) -> Dataset:
-    """A dataset from a spec ``name`` or ``name:arg`` (e.g. ``folder:/data/faces``), via the registry."""
-    if isinstance(spec, Dataset):
-        return spec
-    from fsrbench.registry import datasets, instantiate
-
-    name, sep, arg = str(spec).partition(":")
-    factory = datasets.get(name)
-    return instantiate(factory, arg=arg if sep else None, **options)
-
-
 def split_holdout(ids: Sequence[str], n_holdout: int, seed: int = 0) -> tuple[list[str], list[str]]:
     """Deterministic (train, val) split of ``ids``: the ``n_holdout`` ids with the smallest seeded hash."""
     if n_holdout <= 0:
