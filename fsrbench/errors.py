@@ -3,7 +3,7 @@
 User-facing code (``fsrbench.cli``) turns these into one-line messages with exit status 2; their
 ``str()`` is written for the user (it names the file, option or plugin and the fix).  The classes are
 re-exported where plugin authors first met them (``fsrbench.Unavailable``, ``fsrbench.api.DataError``,
-``fsrbench.registry.RegistryError``, ``fsrbench.train.config.ConfigError``,
+``fsrbench.registry.RegistryError``, ``fsrbench.recipes.ConfigError``,
 ``fsrbench.train.reference.RecipeError`` ...), so old imports keep working.
 """
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Training configuration: engine defaults + the method's YAML preset + ``--config`` file + ``--set`` overrides.
+"""Recipes (training configurations): engine defaults + the method's YAML preset + ``--config`` file + ``--set``.
+
+Below the contracts (layer "base", with no fsrbench import but the errors) because evaluation needs a method's
+default recipe too: a weights file without a card is built with it (:mod:`fsrbench.weights`).  Old import path:
+``fsrbench.train.config`` (the same module object).
 
 A method's ``config_file`` (path relative to its module) is a YAML mapping of presets::
 

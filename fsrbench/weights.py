@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from fsrbench.errors import Unavailable
+from fsrbench.recipes import resolve_config
 
 CARD_FORMAT = "fsrbench-weights/1"
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
@@ -202,8 +203,6 @@ def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | N
         wfile = verify(card)
         config = card.get("config") or {}
     else:
-        from fsrbench.train.config import resolve_config  # phase B lowers it to fsrbench.recipes
-
         config = resolve_config(method, "default")
         card = {"format": None, "method": name, "scale": int(scale), "weights": str(wfile),
                 "sha256": sha256_file(wfile), "kind": "external", "_path": None}

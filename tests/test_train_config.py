@@ -94,3 +94,15 @@ def test_schedules():
     assert opt.param_groups[0]["lr"] == 1.0
     with pytest.raises(ConfigError, match="optimizer="):
         make_optimizer(p, {**base, "optimizer": "lion"})
+
+
+def test_recipes_sit_below_the_contracts_and_keep_their_old_path():
+    """The recipes moved to fsrbench/recipes.py (base layer: weights builds a card-less file with the default
+    recipe); fsrbench.train.config is the same module."""
+    import fsrbench.recipes
+    import fsrbench.train.config
+    import fsrbench.weights
+    from fsrbench.train import config
+
+    assert fsrbench.train.config is fsrbench.recipes and config is fsrbench.recipes
+    assert fsrbench.weights.resolve_config is fsrbench.recipes.resolve_config

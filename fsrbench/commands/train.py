@@ -39,7 +39,7 @@ def add_parser(subparsers: Any) -> None:
 
 def handler(args: argparse.Namespace) -> int:
     from fsrbench.registry import instantiate, load_plugin, methods
-    from fsrbench.train.config import config_hash, dump_yaml, resolve_config
+    from fsrbench.recipes import config_hash, dump_yaml, resolve_config
     from fsrbench.train.loop import TrainingDiverged, train
 
     for spec in args.plugin:
