@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fsrbench.errors import DataError
-from fsrbench.results import atomic_write_bytes  # noqa: F401 - also the old import path
+from fsrbench.results import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 MAX_PIXELS = 50_000_000  # a 4000x4000 image is fine; a decompression bomb is refused

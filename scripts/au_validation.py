@@ -22,7 +22,7 @@ from fsrbench.analysis.au_geometric import GeometricAU  # noqa: E402
 from fsrbench.imageio import make_lr, read_image, upsample  # noqa: E402
 from fsrbench.metrics.au import AUS, SUBSET, macro_f1  # noqa: E402
 from fsrbench.metrics.face_common import mesh_hr, mesh_sr  # noqa: E402
-from fsrbench.metrics.stats import bootstrap_ci  # noqa: E402
+from fsrbench.stats import bootstrap_ci  # noqa: E402
 
 # EMFACS prototypes (+ AU.md's proxies for AU25/AU26 on surprise/fear) used to mark expected cells
 PROTOTYPE = {"happiness": {"AU06", "AU12"}, "surprise": {"AU01", "AU02", "AU05", "AU25", "AU26"},

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "fsrbench.results", "fsrbench.recipes", "fsrbench.weights", "fsrbench.dist")),
     ("contracts", ("fsrbench.api",)),
     ("components", ("fsrbench.analysis", "fsrbench.data", "fsrbench.metrics")),
-    ("engines", ("fsrbench.eval", "fsrbench.train", "fsrbench.engine")),
+    ("engines", ("fsrbench.eval", "fsrbench.train")),
     ("report", ("fsrbench.report", "fsrbench.leaderboard", "fsrbench.reported")),
     ("interface", ("fsrbench.commands", "fsrbench.cli", "fsrbench.__main__", "fsrbench")),
 ]

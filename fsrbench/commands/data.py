@@ -161,7 +161,7 @@ def check_handler(args: argparse.Namespace) -> int:
         if not hasattr(ds, "manifest_lines"):
             print("fsrbench data check: --write-manifest only works with released:DIR", file=sys.stderr)
             return 1
-        from fsrbench.imageio import atomic_write_bytes
+        from fsrbench.results import atomic_write_bytes
 
         atomic_write_bytes(args.write_manifest, ("\n".join(ds.manifest_lines()) + "\n").encode())
         print(f"manifest     wrote {args.write_manifest}")

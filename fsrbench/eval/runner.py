@@ -30,17 +30,14 @@ from fsrbench.data import open_dataset
 from fsrbench.data.multires import MultiRes, lr_sizes, pair_id, split_pair_id
 from fsrbench.dist import Group, local_rank
 from fsrbench.errors import PluginLoadError
-from fsrbench.eval.components import (AMP_DTYPES, Components, autocast_context, default_metric_names, load_plugins,
-                                      resolve_device, resolve_methods)
+from fsrbench.eval.components import Components, load_plugins, resolve_methods
 from fsrbench.eval.scorer import Cell, CellScorer
 from fsrbench.protocols import Protocol, get_protocol
 from fsrbench.results import (ID_COLUMNS, STATUS_COLUMNS, atomic_write_bytes, cell_dir, check_writable, clean_stale,
                               gather, json_bytes, jsonable, load_json, provenance, run_lock, slug, sr_dir,
                               write_cell)
 
-__all__ = ["AMP_DTYPES", "ID_COLUMNS", "MULTIRES_INPUTS", "RunResult", "RunSpec", "Runner", "STATUS_COLUMNS",
-           "autocast_context", "by_lr_size", "default_metric_names", "default_out", "load_json", "open_dataset",
-           "resolve_device", "resolve_methods", "run", "slug"]
+__all__ = ["MULTIRES_INPUTS", "RunResult", "RunSpec", "Runner", "by_lr_size", "default_out", "run"]
 
 # Multi-resolution runs (--multires): how an LR of any size s reaches each kind of method (version of the rule,
 # part of every multi-resolution cell key).  any_scale methods: the LR itself (cell scale 0, "native");
