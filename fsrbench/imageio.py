@@ -5,7 +5,7 @@
   file and the reason.
 * :func:`pil_resize` is the canonical resizer: PIL bicubic on uint8 (antialiased when downscaling),
   rounded to uint8 — used for HR crops, LR generation (:func:`make_lr`), the harness's upsampling of LR
-  inputs (:func:`upsample`) and the bicubic baseline (METHODS.md §0.2). Do not mix resizers.
+  inputs (:func:`upsample`) and the bicubic baseline (docs/spec/conventions.md §2). Do not mix resizers.
 * :func:`matlab_imresize` is MATLAB's ``imresize(img, [h w], 'bicubic')`` (antialiased when downscaling),
   for protocols whose LR images were made with MATLAB (``lr_generator: matlab_imresize``);
   :func:`resize` dispatches on a protocol's resizer name (:data:`RESIZERS`).

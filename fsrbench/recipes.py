@@ -6,7 +6,7 @@ default recipe too: a weights file without a card is built with it (:mod:`fsrben
 
 A method's ``config_file`` (path relative to its module) is a YAML mapping of presets::
 
-    default:            # the paper's recipe (METHODS.md), every [CHOICE] a key
+    default:            # the paper's recipe (docs/methods/<method>.md), every [CHOICE] a key
       lr: 1.0e-4
       batch_size: 16
       steps: 150000

@@ -1,4 +1,4 @@
-"""Geometric facial-action-unit estimator ("estimator A" of ../shared/docs/AU.md) on MediaPipe's 478 points.
+"""Geometric facial-action-unit estimator (docs/spec/au.md §2) on MediaPipe's 478 points.
 
 This is a *landmark-geometry* estimator, not OpenFace and not a learned AU detector: its scores say how far
 FACS-style distances on the (pose-normalised) MediaPipe mesh lie from a frozen neutral-face mean, in

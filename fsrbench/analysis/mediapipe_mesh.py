@@ -1,6 +1,6 @@
 """MediaPipe Face Mesh, 478 points (refine_landmarks / attention model), fully offline and deterministic.
 
-Two entry points (see docs/analysis.md and ``../shared/docs/AU.md`` §1):
+Two entry points (see docs/analysis.md and docs/spec/au.md §1):
 
 * :meth:`MediaPipeMesh.detect` — for HR images: the legacy static-image Face Mesh
   (``static_image_mode=True, refine_landmarks=True, max_num_faces=1``; face detector + landmark model).

@@ -5,7 +5,7 @@ Layout (the official tree: 1,000 images per sub-folder; flat folders work too)::
     ROOT/images1024x1024/00000/00000.png ... 69000/69999.png
     ROOT/thumbnails128x128/00000/00000.png ...
 
-HR = the 1024×1024 image resized to 128×128 with the canonical PIL bicubic resizer (METHODS.md §0.3).
+HR = the 1024×1024 image resized to 128×128 with the canonical PIL bicubic resizer (docs/spec/data.md §1).
 ``source=thumbnails128x128`` uses NVIDIA's thumbnails as they are (made with a different resizer, so the
 numbers are not interchangeable; the source is part of the fingerprint); ``source=auto`` (default) takes
 images1024x1024 when present. An image of the wrong size is skipped with the reason.

@@ -1,4 +1,4 @@
-"""UFVNet multi-resolution sets (METHODS.md §10.4): the data side of evaluation at arbitrary LR sizes.
+"""UFVNet multi-resolution sets (docs/spec/data.md §4): the data side of evaluation at arbitrary LR sizes.
 
 A multi-resolution set pairs every image of a base dataset with every LR size of a rate set:
 

@@ -1,4 +1,4 @@
-"""Training/test priors of a dataset, generated once and cached on disk (METHODS.md §0.4).
+"""Training/test priors of a dataset, generated once and cached on disk (docs/spec/data.md §2).
 
 What is here:
 
@@ -426,8 +426,8 @@ class DatasetPriors:
 # ------------------------------------------------------------------------------------------------
 # LR landmarks: the same function for training priors and for the test-time prior (no HR information)
 # ------------------------------------------------------------------------------------------------
-LR_LANDMARK_SIZE = 256  # METHODS.md §7.5 [CHOICE]: MediaPipe on the bicubic-upsampled LR at 256x256
-LR_DETECTION_CONFIDENCE = 0.1  # METHODS.md §7.5 [CHOICE]
+LR_LANDMARK_SIZE = 256  # docs/spec/data.md §3 [CHOICE]: MediaPipe on the bicubic-upsampled LR at 256x256
+LR_DETECTION_CONFIDENCE = 0.1  # docs/spec/data.md §3 [CHOICE]
 
 
 def lr_landmark_model() -> Any:
@@ -436,7 +436,7 @@ def lr_landmark_model() -> Any:
 
 
 def landmarks478_from_lr(lr: np.ndarray, model: Any = None, hr_size: int = 128) -> tuple[np.ndarray | None, str]:
-    """478 MediaPipe points of an LR face, from the LR image alone (METHODS.md §7.5).
+    """478 MediaPipe points of an LR face, from the LR image alone (docs/spec/data.md §3).
 
     The LR image is PIL-bicubic upsampled to 256x256 and MediaPipe's detector path runs on it; points are
     returned in pixels of the ``hr_size`` frame (x, y, z scaled alike) as float32 [478,3], or

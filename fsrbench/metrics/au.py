@@ -1,8 +1,8 @@
-"""AU F1: facial-action-unit fidelity of SR images (MPENet protocol, METHODS.md §11.4, with AU.md's estimator).
+"""AU F1: facial-action-unit fidelity of SR images (MPENet protocol, docs/spec/conventions.md §6, with the estimator of docs/spec/au.md).
 
-AUs come from an AU plugin (option ``au``, default ``geometric`` = estimator A of AU.md: landmark geometry
+AUs come from an AU plugin (option ``au``, default ``geometric`` = the estimator of docs/spec/au.md: landmark geometry
 on MediaPipe's 478 points — *not* OpenFace, so the numbers are not comparable with the MPENet paper).
-Landmarks of HR and SR are both fitted with MediaPipe in the **HR face box** (AU.md §1).
+Landmarks of HR and SR are both fitted with MediaPipe in the **HR face box** (docs/spec/au.md §1).
 
 Reference labels: the dataset's AU labels when every sample of the batch carries them (``meta["aus"]`` =
 ``{"AU12": 0/1, ...}``, or metadata columns named ``AU12`` etc. from a folder's labels.csv; AUs without a

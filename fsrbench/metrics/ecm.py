@@ -1,4 +1,4 @@
-"""Emotion Consistency Metric (ECM, AffectSRNet) — the fixed definition of CONVENTIONS.md / METHODS.md §11.3.
+"""Emotion Consistency Metric (ECM, AffectSRNet) — the fixed definition of docs/spec/conventions.md §5.
 
 For N HR images (the "original") and their SR outputs, a FER model gives softmax probabilities
 p_i, q_i over C classes.  Then

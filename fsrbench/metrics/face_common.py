@@ -15,9 +15,9 @@ What lives here, so that each model runs once per image:
 * **Failures are data**: every function returns per-image ``ok`` flags and ``reason`` strings
   ("hr: no face found ...", "sr: ..."); metrics turn them into NaN values plus a reason column.
 
-Face boxes (CONVENTIONS.md): the SR image is always analysed with the HR image's box, never with a fresh
+Face boxes (docs/spec/conventions.md §4): the SR image is always analysed with the HR image's box, never with a fresh
 detection.  MediaPipe: HR box from ``MediaPipeMesh.detect`` (landmarks-to-ROI rule); the 478 points of
-*both* HR and SR come from ``MediaPipeMesh.fit(image, hr_box)`` (AU.md §1), so HR and SR go through the
+*both* HR and SR come from ``MediaPipeMesh.fit(image, hr_box)`` (docs/spec/au.md §1), so HR and SR go through the
 same pipeline and an identical SR gives identical landmarks.  dlib: HR box from ``Dlib68.detect`` (HOG);
 68 points and the identity descriptor of HR and SR are computed inside that box.
 FER: the HR image's face box (default dlib HOG; option ``fer_box``: ``hog`` | ``haar`` | ``mediapipe`` |

@@ -1,4 +1,4 @@
-"""Identity preservation: dlib 128-D face descriptors of SR vs HR (W-Net protocol, METHODS.md §11.6).
+"""Identity preservation: dlib 128-D face descriptors of SR vs HR (W-Net protocol, docs/spec/conventions.md §6).
 
 Both descriptors are computed inside the **HR face box** (dlib HOG detection on HR). W-Net used AdaFace,
 which has no offline weights; dlib's ResNet descriptor is the offline stand-in, so values are not

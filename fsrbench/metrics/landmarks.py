@@ -1,4 +1,4 @@
-"""Landmark distance between SR and HR faces (W-Net protocol, METHODS.md §11.5) plus NME variants.
+"""Landmark distance between SR and HR faces (W-Net protocol, docs/spec/conventions.md §6) plus NME variants.
 
 dlib's 68-point shape predictor is run on HR and SR with the **HR face box** (dlib HOG detection on HR;
 never a fresh detection on SR), so the comparison measures the face geometry, not detector jitter.

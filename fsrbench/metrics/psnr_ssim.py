@@ -1,4 +1,4 @@
-"""PSNR and SSIM under a named protocol's convention (CONVENTIONS.md, docs/metrics-psnr-ssim.md).
+"""PSNR and SSIM under a named protocol's convention (docs/spec/conventions.md §3, docs/metrics-psnr-ssim.md).
 
 Inputs are uint8 RGB arrays [B,H,W,3] (the harness has already clipped and rounded the SR output).
 The protocol's ``metric`` block fixes:

@@ -1,4 +1,4 @@
-"""Loss functions shared by the trainable methods (METHODS.md §0.6, §7.6, §8.4, §9.5).
+"""Loss functions shared by the trainable methods (the losses sections of docs/methods/affectsrnet.md, mpenet.md and wnet.md).
 
 All take float tensors (images NCHW in [0, 1] unless stated) and return a scalar tensor.
 
