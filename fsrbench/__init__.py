@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from fsrbench import registry
+from fsrbench.protocols import DEFAULT_PROTOCOL
 from fsrbench._version import __version__
 from fsrbench.api import (Batch, CellContext, DataError, Dataset, Method, Metric, Sample, TrainableMethod,
                           TrainBatch, Unavailable)
@@ -49,7 +50,7 @@ def get_dataset(spec: str, **options: Any) -> Dataset:
 
 
 def evaluate(methods: list[str] | str = "all", datasets: list[str] | str = "demo", scales: list[int] | int = (4, 8),
-             metrics: list[str] | None = None, protocol: str = "dic-v1", out: str | None = None,
+             metrics: list[str] | None = None, protocol: str = DEFAULT_PROTOCOL, out: str | None = None,
              progress: bool = False, **kwargs: Any) -> Any:
     """Run an evaluation (same engine as ``fsrbench run``) and return the per-image pandas DataFrame.
 

@@ -34,6 +34,7 @@ from typing import Any, Mapping
 import yaml
 
 from fsrbench.errors import ConfigError
+from fsrbench.protocols import DEFAULT_PROTOCOL
 
 #: The engine's keys and their defaults.  A method's YAML may override any of them.
 ENGINE_DEFAULTS: dict[str, Any] = {
@@ -69,7 +70,7 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "val_metrics": ["psnr", "ssim"],  # benchmark metrics (registry names) computed on validation
     "best_metric": "psnr",  # the validation metric that selects best.safetensors
     "val_batch_size": 16,
-    "protocol": "dic-v1",  # evaluation protocol for validation metrics (and recorded in the cards)
+    "protocol": DEFAULT_PROTOCOL,  # evaluation protocol for validation metrics (and recorded in the cards)
     # -- checkpoints / logging -----------------------------------------------------------------------
     "ckpt_every": 5000,  # steps between checkpoints (a final one is always written)
     "keep_last": 3,  # step checkpoints kept (best.* is separate and always kept)

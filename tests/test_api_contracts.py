@@ -170,3 +170,23 @@ def test_board_significance_is_the_metrics_compare_with_the_old_numbers(key):
     assert got["effect"] == pytest.approx(effect, rel=1e-12) and got["n"] == n and got["significant"] is sig
     assert (got["ci_low"], got["ci_high"]) == pytest.approx((lo, hi), rel=1e-12)
     assert got["p_bootstrap"] == p and got["versus"] == "b"
+
+
+def test_one_default_protocol_constant_and_plain_metric_class_names():
+    """The default protocol is named once (fsrbench.protocols.DEFAULT_PROTOCOL); metric classes are named like
+    the metric, without a "Metric" suffix (the old LPIPSMetric name stays an alias)."""
+    import inspect
+
+    import fsrbench
+    from fsrbench.eval.components import Components
+    from fsrbench.eval.runner import RunSpec
+    from fsrbench.metrics import lpips
+    from fsrbench.protocols import DEFAULT_PROTOCOL
+    from fsrbench.recipes import ENGINE_DEFAULTS
+
+    assert RunSpec().protocol == DEFAULT_PROTOCOL == ENGINE_DEFAULTS["protocol"]
+    assert inspect.signature(Components.create).parameters["protocol"].default == DEFAULT_PROTOCOL
+    assert inspect.signature(fsrbench.evaluate).parameters["protocol"].default == DEFAULT_PROTOCOL
+    for name in reg.metrics.names():
+        assert not reg.metrics.get(name).__name__.endswith("Metric"), name
+    assert lpips.LPIPSMetric is lpips.LPIPS and reg.metrics.get("lpips") is lpips.LPIPS

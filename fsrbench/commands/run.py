@@ -5,6 +5,8 @@ import argparse
 import sys
 from typing import Any
 
+from fsrbench.protocols import DEFAULT_PROTOCOL
+
 
 def _csv(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
@@ -28,7 +30,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--datasets", default="demo", help="comma list: demo, folder:/dir, celeba, helen, ffhq (default demo)")
     p.add_argument("--scales", default="4,8", help="comma list of scale factors (default 4,8)")
     p.add_argument("--metrics", default=None, help="comma list of metrics (default: all registered that can run)")
-    p.add_argument("--protocol", default="dic-v1", help="protocol id or YAML path (default dic-v1); see `fsrbench list protocols`")
+    p.add_argument("--protocol", default=DEFAULT_PROTOCOL,
+                   help=f"protocol id or YAML path (default {DEFAULT_PROTOCOL}); see `fsrbench list protocols`")
     p.add_argument("--out", default=None, help="results directory (default runs/<datasets>_<protocol>)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")

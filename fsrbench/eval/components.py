@@ -16,7 +16,7 @@ from fsrbench.cache import Cache
 from fsrbench.data.priors import test_prior
 from fsrbench.errors import PluginLoadError, RegistryError, Unavailable, unknown_name_message
 from fsrbench.imageio import make_lr, to_tensor, upsample
-from fsrbench.protocols import Protocol, get_protocol
+from fsrbench.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 
 AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
@@ -94,7 +94,7 @@ class Components:
     weights: dict[str, str] = field(default_factory=dict)  # method name -> --weights path
 
     @classmethod
-    def create(cls, protocol: str | Protocol = "dic-v1", device: str = "cpu", cache_dir: str | None = None,
+    def create(cls, protocol: str | Protocol = DEFAULT_PROTOCOL, device: str = "cpu", cache_dir: str | None = None,
                amp: str = "none", checkpoint_dir: str | None = None,
                weights: dict[str, str] | None = None) -> "Components":
         return cls(protocol=get_protocol(protocol), device=resolve_device(device),

@@ -32,7 +32,7 @@ from fsrbench.dist import Group, local_rank
 from fsrbench.errors import PluginLoadError
 from fsrbench.eval.components import Components, load_plugins, resolve_methods
 from fsrbench.eval.scorer import Cell, CellScorer
-from fsrbench.protocols import Protocol, get_protocol
+from fsrbench.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 from fsrbench.results import (ID_COLUMNS, STATUS_COLUMNS, atomic_write_bytes, cell_dir, check_writable, clean_stale,
                               gather, json_bytes, jsonable, load_json, provenance, run_lock, slug, sr_dir,
                               write_cell)
@@ -55,7 +55,7 @@ class RunSpec:
     datasets: list[str] = field(default_factory=lambda: ["demo"])
     scales: list[int] = field(default_factory=lambda: [4, 8])
     metrics: list[str] | None = None  # None: every registered metric that can run here
-    protocol: str = "dic-v1"
+    protocol: str = DEFAULT_PROTOCOL
     out: str = ""
     batch_size: int = 16
     device: str = "cpu"

@@ -19,7 +19,7 @@ and reuses them for every later cell: per pair only the SR image goes through th
 features are stored as float16 and the HR features are *always* rounded to float16, also when just
 computed, so a score does not depend on whether the cache was warm (bit-identical either way; test); an SR
 image identical to its HR scores exactly 0.  The harness path runs a channels-last copy of AlexNet (faster
-convolutions on CPU).  The rounding moves LPIPS by < 1e-4 from the reference implementation (:meth:`LPIPSMetric.distance`, which
+convolutions on CPU).  The rounding moves LPIPS by < 1e-4 from the reference implementation (:meth:`LPIPS.distance`, which
 stays exact and is what the calibration test checks).
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _split(flat: np.ndarray, shapes: Any) -> list[np.ndarray]:
     return out
 
 
-class LPIPSMetric(Metric):
+class LPIPS(Metric):
     """Learned perceptual distance (lower is better; 0 for identical images)."""
 
     name = "lpips"
@@ -218,3 +218,6 @@ class LPIPSMetric(Metric):
 
     def per_image(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext) -> dict[str, np.ndarray]:
         return {self.name: self.distance_to_hr(sr, hr, ctx)}
+
+
+LPIPSMetric = LPIPS  # the class's name before metric classes dropped their suffix (old entry points, plugins)

@@ -29,6 +29,7 @@ import numpy as np
 
 from fsrbench.data import open_dataset
 from fsrbench.eval.components import Components, load_plugins
+from fsrbench.protocols import DEFAULT_PROTOCOL
 from fsrbench.results import atomic_write_bytes, json_bytes, load_json
 
 COUNTED = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear")
@@ -161,7 +162,7 @@ def profile_run(run_dir: str | Path, device: str = "cpu", repeats: int = 10, war
     run = load_json(rj)
     spec = run["spec"]
     load_plugins(spec.get("plugins") or [], log)
-    comp = Components.create(spec.get("protocol") or "dic-v1", device, spec.get("cache_dir"), "none",
+    comp = Components.create(spec.get("protocol") or DEFAULT_PROTOCOL, device, spec.get("cache_dir"), "none",
                              spec.get("checkpoint_dir"), spec.get("weights") or {})
     methods = run.get("resolved", {}).get("methods") or spec.get("methods") or ["all"]
     try:
