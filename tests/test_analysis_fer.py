@@ -11,7 +11,8 @@ from fsrbench.analysis import get_fer
 from fsrbench.api.face import FaceBox, FERModel
 from fsrbench.analysis.fer_minixception import CLASSES, _tf_same_pad, to_gray
 
-REF = Path(__file__).parent / "data" / "fer_keras_reference.json"
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
+REF = REPO / "tests" / "data" / "fer_keras_reference.json"
 
 
 @pytest.fixture(scope="module")

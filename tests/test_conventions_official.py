@@ -14,7 +14,8 @@ from fsrbench.metrics.conventions import dic_psnr_ssim, dic_y, sparnet_psnr_ssim
 from fsrbench.metrics.psnr_ssim import psnr, ssim, to_y
 from fsrbench.protocols import get_protocol
 
-DATA = Path(__file__).parent / "data"
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
+DATA = REPO / "tests" / "data"
 REC = json.loads((DATA / "conventions_reference.json").read_text())
 ARR = dict(np.load(DATA / "conventions_reference.npz"))
 PAIRS = sorted(REC["sparnet_psnr_ssim"])

@@ -19,7 +19,7 @@ from PIL import Image
 from fsrbench.api import DataError
 from fsrbench.cli import main as cli_main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
 FACES = REPO.parent / "shared" / "data" / "faces-dev"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
 OUTSIDE = re.compile(r"shared/docs|\b(?:CONVENTIONS|METHODS|AU|STACK|ARCHITECTURE|EXAMPLES)\.md")
 CITED = re.compile(r"docs/(?:spec|methods)/[\w\-.<>]+\.md")
 

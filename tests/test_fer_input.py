@@ -14,7 +14,8 @@ from fsrbench.analysis.fer_input import FERInput, mirror_box, pipeline_id, predi
 from fsrbench.api import CellContext
 from fsrbench.cache import Cache
 
-HAAR_REF = Path(__file__).parent / "data" / "fer_haar_reference.json"
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
+HAAR_REF = REPO / "tests" / "data" / "fer_haar_reference.json"
 
 
 class SpyFER(FERModel):
@@ -156,7 +157,7 @@ def test_hr_accuracy_on_held_out_labelled_faces(faces_dev: Path) -> None:
     (scripts/fer_input_selection.py's held-out half; 14 faces, so this is a regression check, not a study)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("sel", Path(__file__).parents[1] / "scripts" / "fer_input_selection.py")
+    spec = importlib.util.spec_from_file_location("sel", REPO / "scripts" / "fer_input_selection.py")
     sel = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sel)
     files, imgs, labels = sel.labelled_faces(faces_dev)

@@ -8,7 +8,8 @@ import pytest
 
 from fsrbench.reported import find, load_reported, load_tables_meta
 
-PAPERS = Path(__file__).resolve().parents[1].parent / "shared" / "papers"
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
+PAPERS = REPO.parent / "shared" / "papers"
 if not PAPERS.is_dir():
     PAPERS = Path("/work/shared/papers")
 needs_papers = pytest.mark.skipif(not PAPERS.is_dir(), reason="paper text files (../shared/papers) not present")

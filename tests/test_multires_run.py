@@ -16,7 +16,7 @@ from fsrbench.data.demo import DemoDataset
 from fsrbench.eval.runner import RunSpec, run
 from fsrbench.leaderboard import leaderboard
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
 PROBES = REPO / "tests" / "fixture_plugins" / "probes.py"
 PLUGINS = [f"{PROBES}:ProbeLR", f"{PROBES}:ProbeUp", f"{PROBES}:ProbeAny"]
 N = 2  # base images

@@ -20,7 +20,7 @@ from fsrbench.report.boards import render_stored, store_results
 from fsrbench.report.leaderboard import build_boards, leaderboard, render_markdown
 from fsrbench.results import load_run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
 MS_SSIM = str(REPO / "docs" / "examples" / "ms_ssim_plugin.py") + ":MSSSIM"
 FER = str(REPO / "docs" / "examples" / "fer_plugin.py") + ":ColourFER"
 NEAREST = str(REPO / "docs" / "examples" / "nearest_plugin.py") + ":Nearest"

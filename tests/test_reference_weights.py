@@ -21,7 +21,8 @@ from fsrbench.train import checkpoints as ck
 from fsrbench.train.reference import (RecipeError, Recipes, improves, stage_done, train_command, write_stage_info,
                                       STAGE_FILE)
 
-PACKAGE = Path(__file__).resolve().parents[1] / "weights" / "fsrbench_weights"
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
+PACKAGE = REPO / "weights" / "fsrbench_weights"
 CARDS = sorted(PACKAGE.glob("*.card.json"))
 
 

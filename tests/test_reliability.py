@@ -21,7 +21,7 @@ from PIL import Image
 from fsrbench import results as results_mod
 from fsrbench.eval.runner import RunSpec, run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
 PLUGINS = REPO / "tests" / "fixture_plugins" / "misbehaving.py"
 
 

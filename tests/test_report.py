@@ -16,7 +16,7 @@ from fsrbench.report import plots
 from fsrbench.report.grids import CROP_W, FIXED_EYES, FIXED_MOUTH, TILE, grid_for, select_images
 from fsrbench.report.html import ERROR_HOOK, build_report, md_to_html, write_report
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
 STORED = REPO / "leaderboards" / "results" / "faces-dev"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

@@ -8,7 +8,8 @@ import pytest
 from fsrbench.registry import import_target
 from fsrbench.train.config import ENGINE_DEFAULTS, ConfigError, config_hash, parse_set, resolve_config
 
-PLUGIN = Path(__file__).resolve().parent / "plugins" / "tiny_method.py"
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
+PLUGIN = REPO / "tests" / "plugins" / "tiny_method.py"
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from fsrbench.train.config import config_hash, resolve_config
 from fsrbench.train.logs import read_csv
 from fsrbench.train.loop import TrainingDiverged, train
 
-HERE = Path(__file__).resolve().parent
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
+HERE = REPO / "tests"
 PLUGIN = f"{HERE / 'plugins' / 'tiny_method.py'}:TinySR"
-REPO = HERE.parent
 
 
 @pytest.fixture(scope="module")
