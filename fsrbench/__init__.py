@@ -52,7 +52,7 @@ def get_dataset(spec: str, **options: Any) -> Dataset:
 def evaluate(methods: list[str] | str = "all", datasets: list[str] | str = "demo", scales: list[int] | int = (4, 8),
              metrics: list[str] | None = None, protocol: str = DEFAULT_PROTOCOL, out: str | None = None,
              progress: bool = False, **kwargs: Any) -> Any:
-    """Run an evaluation (same engine as ``fsrbench run``) and return the per-image pandas DataFrame.
+    """Run an evaluation (the runner of ``fsrbench run``) and return the per-image pandas DataFrame.
 
     ``out`` is the results directory (default: a temporary directory); other keyword arguments are
     fields of :class:`fsrbench.eval.runner.RunSpec` (``batch_size``, ``device``, ``weights``, ...).

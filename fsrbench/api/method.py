@@ -84,8 +84,8 @@ class TrainableMethod(Method):
     * ``forward_sr(model, batch: Batch) -> Tensor[B,3,hr,hr]`` (inference; default: ``model(input)``)
 
     plus ``config_file``: a YAML file next to the module holding the paper's recipe under ``default`` and
-    a CPU-sized ``smoke`` preset (every [CHOICE] of the method's docs/methods/ page is a key there). ``train_priors`` lists
-    the priors the engine must put into ``TrainBatch.priors``; for each prior ``p`` the engine also adds a
+    a CPU-sized ``smoke`` preset (every [CHOICE] of the method's docs/methods/ page is a key there).
+    ``train_priors`` lists the priors the engine must put into ``TrainBatch.priors``; for each prior ``p`` the engine also adds a
     boolean mask ``p + "_ok"`` [B] (False where the prior could not be computed for that image).
 
     ``training_loss`` receives the model as the engine runs it — possibly wrapped in
