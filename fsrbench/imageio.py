@@ -142,7 +142,7 @@ def matlab_imresize(img: np.ndarray, size: int | tuple[int, int], rounding: str 
     double-to-uint8 rule) or ``half_even`` (numpy's ``around``, used by Python ports such as
     fatheral/matlab_imresize; the two differ only where a pass lands exactly on .5: common on synthetic
     images, rare on photographs, e.g. 1 of 12,288 values of an 8->64 upsampling of a face).  Tested against recorded outputs of that port
-    (tests/test_conventions_official.py).
+    (tests/metrics/test_conventions_official.py).
     """
     if img.dtype != np.uint8:
         raise TypeError(f"matlab_imresize expects uint8, got {img.dtype}")

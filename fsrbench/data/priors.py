@@ -25,7 +25,7 @@ ones and 2,544 of the 2,556 FACEMESH_TESSELATION edges onto edges (the tessellat
 symmetric near the nostrils); and its 468 mesh entries equal, point for point, the exact mirror symmetry of
 MediaPipe's canonical face model (``canonical_face_model.obj``, vendored in
 ``fsrbench/analysis/au_geometric.json``; every vertex has an exact mirror partner). Iris: 468<->473
-(centres), 469<->476, 470<->475, 471<->474, 472<->477. tests/test_data_priors.py re-checks all of this.
+(centres), 469<->476, 470<->475, 471<->474, 472<->477. tests/datasets/test_data_priors.py re-checks all of this.
 """
 from __future__ import annotations
 

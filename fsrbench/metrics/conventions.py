@@ -4,7 +4,7 @@ fsrbench's own PSNR/SSIM (:mod:`fsrbench.metrics.psnr_ssim`) implements each con
 it agrees with the papers' code to ~1e-12 but not bit for bit, and it deliberately does not copy their
 quirks.  The protocols that promise *the papers' released numbers* set ``metric.implementation`` to one of
 the replicas below, which follow the original arithmetic step by step (own code; checked against recorded
-outputs of the original code, tests/test_conventions_official.py):
+outputs of the original code, tests/metrics/test_conventions_official.py):
 
 ``dic-calc-metrics`` — DIC (Maclory/Deep-Iterative-Collaboration, code/utils/util.py ``calc_metrics``):
 

@@ -10,7 +10,7 @@ pretrained=False, pnet_rand=True)`` (so neither torchvision nor lpips downloads 
 
 Inputs are uint8 RGB [B,H,W,3] (SR already quantised by the harness), mapped to [-1, 1] as the official
 package expects; the distance is spatially averaged per image (CHOICE: docs/spec/conventions.md §6).
-Calibration: the official example images give 0.722 / 0.138 (tests/test_lpips.py).
+Calibration: the official example images give 0.722 / 0.138 (tests/metrics/test_lpips.py).
 
 **HR side cached.** In a benchmark run every method (and scale) is compared with the same HR images, so the
 metric computes each HR image's five unit-normalised AlexNet feature maps once, stores them in the analysis

@@ -19,7 +19,7 @@ All arithmetic is float64.  SSIM runs a fused, parallel numba kernel (separable 
 correlations of E[x], E[y], E[x²+y²], E[xy] — four planes instead of five, since SSIM only needs
 σx²+σy² — and the SSIM map, averaged in the same pass; docs/performance.md) when numba is installed,
 otherwise separable ``scipy.ndimage`` correlations on the stacked batch.  Both agree with scikit-image to
-~1e-15 (tests/test_psnr_ssim.py, tests/test_perf_ssim.py).  Option ``FSRBENCH_SSIM_BACKEND`` =
+~1e-15 (tests/metrics/test_psnr_ssim.py, tests/metrics/test_perf_ssim.py).  Option ``FSRBENCH_SSIM_BACKEND`` =
 ``numba`` | ``scipy`` (environment) forces one.
 """
 from __future__ import annotations
