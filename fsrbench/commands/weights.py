@@ -165,18 +165,33 @@ def list_cards(args: argparse.Namespace) -> int:
 
     cards = package_cards(Path(args.dir) if getattr(args, "dir", None) else None)
     rows = [card_summary(c) for c in cards]
+    pending = _pending(args)
     if getattr(args, "json", False):
-        print(json.dumps(rows, indent=1))
+        print(json.dumps({"shipped": rows, "pending": pending} if pending else rows, indent=1))
         return 0
     if not rows:
         print("no reference weights installed (`make setup` installs weights/ as fsrbench-weights)")
-        return 0
-    from tabulate import tabulate
+    else:
+        from tabulate import tabulate
 
-    print(tabulate([list(r.values()) for r in rows], headers=list(rows[0]), tablefmt="github"))
-    total = sum(r["MiB"] for r in rows)
-    print(f"\n{len(rows)} entries, {total:.1f} MiB. {LABEL}")
+        print(tabulate([list(r.values()) for r in rows], headers=list(rows[0]), tablefmt="github"))
+        total = sum(r["MiB"] for r in rows)
+        print(f"\n{len(rows)} entries, {total:.1f} MiB. {LABEL}")
+    if pending:
+        print(f"\nnot shipped yet ({len(pending)} entries of the recipe file):")
+        for name, why in pending.items():
+            print(f"  {name}: {why}")
     return 0
+
+
+def _pending(args: argparse.Namespace) -> dict[str, str]:
+    """The recipe file's entries that are not shipped, with their reasons (none when there is no recipe file)."""
+    folder = getattr(args, "dir", None)
+    path = Path(folder) / "recipes.yaml" if folder else None
+    try:
+        return _recipes(str(path) if path and path.is_file() else None).pending()
+    except (Exception, SystemExit):  # noqa: BLE001 - listing the shipped cards never fails because of the recipe file
+        return {}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -103,7 +103,13 @@ class Recipes:
         for name, e in self.entries.items():
             if e.get("stage") not in self.stages:
                 raise RecipeError(f"{self.path}: entry {name!r} names unknown stage {e.get('stage')!r}")
+            if "pending" in e and not (isinstance(e["pending"], str) and e["pending"].strip()):
+                raise RecipeError(f"{self.path}: entry {name!r}: 'pending' must say why the entry is not shipped")
         self.order(list(self.stages))  # raises on a cycle
+
+    def pending(self) -> dict[str, str]:
+        """Entries not shipped yet, with the reason their ``pending:`` key gives (``fsrbench weights list``)."""
+        return {k: str(e["pending"]).strip() for k, e in self.entries.items() if e.get("pending")}
 
     def order(self, wanted: Iterable[str]) -> list[str]:
         """``wanted`` and everything they need, dependencies first."""

@@ -238,3 +238,34 @@ entries:
         assert card["dataset"]["name"] == "folder:train" and str(tmp_path) not in json.dumps(card)
         digests.append(card["sha256"])
     assert digests[0] == digests[1]
+
+
+def test_every_trainable_method_has_an_entry_shipped_or_pending_with_its_reason(capsys):
+    """Completeness of the weights package: every registered trainable built-in has a recipe entry at x4 and x8
+    (an any-scale method: one entry), and each entry is either shipped (card + weights in the package, no
+    ``pending``) or says why it is not (``pending``), never both; `fsrbench weights list` prints the pending ones."""
+    rec = Recipes.load(PACKAGE / "recipes.yaml")
+    shipped = {p.name[: -len(".card.json")] for p in CARDS}
+    covered: dict[str, set] = {}
+    for name, entry in rec.entries.items():
+        spec = rec.stages[entry["stage"]].spec
+        covered.setdefault(spec["method"], set()).add(int(spec["scale"]))
+        has_card = name in shipped
+        assert has_card != bool(entry.get("pending")), (name, has_card, entry.get("pending"))
+        if has_card:
+            card = ck.read_card(PACKAGE / f"{name}.card.json")
+            assert card["method"] == spec["method"] and (PACKAGE / card["weights"]).is_file()
+    assert shipped <= set(rec.entries)
+    builtins = [n for n in method_registry.names() if getattr(method_registry.get(n), "trainable", False)
+                and str(getattr(method_registry.get(n), "__module__", "")).startswith("fsrbench_baselines")]
+    assert len(builtins) == 13, builtins  # the issue's list: srcnn ... ufvnet
+    for name in builtins:
+        cls = method_registry.get(name)
+        if getattr(cls, "any_scale", False):
+            assert covered.get(name), f"{name}: no reference entry"
+        else:
+            assert covered.get(name, set()) >= {4, 8}, f"{name}: reference entries at {sorted(covered.get(name, ()))}"
+    assert cli_main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    for name, why in rec.pending().items():
+        assert f"{name}: {why}" in out
