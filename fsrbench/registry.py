@@ -12,9 +12,11 @@ One-off plugins are loaded with :func:`load_plugin` from ``path/to/file.py:Name`
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -24,6 +26,21 @@ from typing import Any, Callable, Generic, Iterator, TypeVar
 from fsrbench.errors import PluginLoadError, RegistryError, unknown_name_message
 
 T = TypeVar("T")
+
+#: what a registered name may look like: it becomes a folder name in every results directory, so no path
+#: separator, no dot name ("." / ".." would address the parent folders), nothing hidden (leading dot)
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$")
+
+
+def check_name(kind: str, name: Any, where: str = "") -> str:
+    """``name`` if it is a safe registered name (:data:`NAME_RE`), else :class:`RegistryError` saying why."""
+    if isinstance(name, str) and NAME_RE.match(name) and name not in (".", ".."):
+        return name
+    what = kind[:-1] if kind.endswith("s") else kind
+    raise RegistryError(f"{what} name {name!r}{f' ({where})' if where else ''} is not allowed: a registered name "
+                        "starts with a letter, digit or '_' and holds only letters, digits and '_ . + -' (at most "
+                        "64 characters; it becomes a folder name of the results); rename it (the class attribute "
+                        "`name`)")
 
 GROUPS = {
     "methods": "fsrbench.methods",
@@ -81,10 +98,16 @@ class Registry(Generic[T]):
             if ep.name in self._entries:
                 continue
             dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
-            self._entries[ep.name] = _Entry(ep.name, ep, f"entry point of {dist}")
+            entry = _Entry(ep.name, ep, f"entry point of {dist}")
+            try:
+                check_name(self.kind, ep.name, f"entry point of {dist}")
+            except RegistryError as exc:  # kept visible as a broken entry: using it reports why
+                entry.error = str(exc)
+            self._entries[ep.name] = entry
 
     def register(self, name: str, target: Any, source: str = "register()", *, override: bool = False) -> None:
-        """Register ``target`` (object or ``"module:attr"``) under ``name``."""
+        """Register ``target`` (object or ``"module:attr"``) under ``name`` (a safe name: :func:`check_name`)."""
+        check_name(self.kind, name, source)
         self.discover()
         if name in self._entries and not override:
             raise RegistryError(f"{self.kind} {name!r} is already registered ({self._entries[name].source})")
@@ -183,12 +206,15 @@ def _kind_of(obj: Any) -> str:
     return kind if isinstance(kind, str) and kind in REGISTRIES else "methods"
 
 
-def load_plugin(spec: str, kind: str | None = None) -> str:
+def load_plugin(spec: str, kind: str | None = None, override: bool = False) -> str:
     """Load a one-off plugin (``path.py:Name`` or ``module:Name``) and register it.
 
     The registry is ``kind`` or, when None, inferred from the object's base class (Method, Metric,
     Dataset, FERModel, AUEstimator). Its ``name`` attribute (or the attribute name) becomes its registered
-    name, which is returned. Import errors raise :class:`PluginLoadError` naming the spec.
+    name, which is returned; it must be a safe name (:func:`check_name`).  A name that is already taken (a
+    built-in, or another plugin) is refused unless ``override`` (the CLI's ``--plugin-override``): a plugin
+    must not silently stand in for a built-in.  Loading the same plugin again is fine.  Import errors,
+    unsafe and taken names raise :class:`PluginLoadError` naming the spec.
     """
     try:
         obj = import_target(spec)
@@ -197,15 +223,78 @@ def load_plugin(spec: str, kind: str | None = None) -> str:
     except Exception as exc:  # noqa: BLE001
         raise PluginLoadError(f"--plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
     name = getattr(obj, "name", None) or spec.rpartition(":")[2]
-    registry(kind or _kind_of(obj)).register(str(name), obj, f"plugin {spec}", override=True)
+    r = registry(kind or _kind_of(obj))
+    try:
+        check_name(r.kind, name, f"--plugin {spec}")
+    except RegistryError as exc:
+        raise PluginLoadError(str(exc)) from None
+    r.discover()
+    old = r._entries.get(name)
+    if old is not None and not override and old.error is None and old.obj is not obj:
+        what = r.kind[:-1] if r.kind.endswith("s") else r.kind
+        raise PluginLoadError(f"--plugin {spec}: the {what} name {name!r} is already taken ({old.source}); give the "
+                              f"plugin another `name`, or pass --plugin-override to replace {name!r} with it")
+    r.register(str(name), obj, f"plugin {spec}", override=True)
     return str(name)
 
 
 def register_broken(kind: str, name: str, source: str, error: str) -> None:
-    """Keep a plugin that failed to load visible under ``name``: using it raises ``error``."""
+    """Keep a plugin that failed to load visible under ``name``: using it raises ``error``.  An unsafe
+    ``name`` is not registered (the error is reported by the caller)."""
     r = registry(kind)
+    try:
+        check_name(kind, name)
+    except RegistryError:
+        return
     r.discover()
     r._entries[name] = _Entry(name, None, source, error=error)
+
+
+_DISTS: dict[str, list[str]] = {}  # top-level module -> distributions (read once)
+_SOURCE_SHA256: dict[str, str | None] = {}  # module file -> SHA-256 (a module is imported once per process)
+
+
+def _package_distributions() -> dict[str, list[str]]:
+    if not _DISTS:
+        from importlib.metadata import packages_distributions
+
+        _DISTS.update(packages_distributions())
+    return _DISTS
+
+
+def _file_sha256(path: str) -> str | None:
+    if path not in _SOURCE_SHA256:
+        try:
+            _SOURCE_SHA256[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            _SOURCE_SHA256[path] = None
+    return _SOURCE_SHA256[path]
+
+
+def implementation_id(obj: Any) -> dict[str, str]:
+    """What identifies the code behind a registered component (part of every cell key, so that results of
+    one implementation are never reused for another that has the same name): ``target`` = module:qualname
+    and either ``version`` (``dist==X`` when the module belongs to an installed distribution) or
+    ``source_sha256`` (the module file's SHA-256: ``--plugin`` files and modules outside any distribution)."""
+    cls = obj if isinstance(obj, type) or inspect.isfunction(obj) else type(obj)
+    module = str(getattr(cls, "__module__", "") or "?")
+    ident = {"target": f"{module}:{getattr(cls, '__qualname__', getattr(cls, '__name__', '?'))}"}
+    dists = _package_distributions().get(module.split(".")[0]) if not module.startswith("fsrbench_plugin_") else None
+    if dists:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ident["version"] = f"{dists[0]}=={version(dists[0])}"
+            return ident
+        except PackageNotFoundError:
+            pass
+    try:
+        src = inspect.getsourcefile(cls)
+    except TypeError:
+        src = None
+    digest = _file_sha256(str(Path(src).resolve())) if src else None
+    ident["source_sha256"] = digest or "unknown"
+    return ident
 
 
 def instantiate(factory: Callable[..., T] | T, **kwargs: Any) -> T:

@@ -155,10 +155,13 @@ def read_per_image(path: str | os.PathLike[str]) -> Any:
 # layout
 # ------------------------------------------------------------------------------------------------
 def slug(text: str) -> str:
+    """A file-name-safe form of ``text`` (kept when already safe; else shortened and suffixed with a hash).
+    Never a dot name or a hidden name: ``.``, ``..`` and ``.x`` would address other folders or be cleaned up
+    as temporaries."""
     s = "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-")
-    if s != text or len(s) > 60:
+    if s != text or len(s) > 60 or not s or s.startswith("."):
         s = f"{s[:40]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
-    return s
+    return "_" + s if s.startswith(".") else s
 
 
 def cell_dir(out: Path, dataset: str, scale: int, method: str) -> Path:

@@ -48,6 +48,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--checkpoint-dir", default=None, help="where trained checkpoints are looked up (default ./checkpoints)")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py:Name|module:Name",
                    help="load a one-off plugin: a method, metric or dataset class (repeatable)")
+    p.add_argument("--plugin-override", action="store_true",
+                   help="let a --plugin replace a registered method/metric/dataset of the same name (refused "
+                        "otherwise; its cells are kept apart from the built-in's either way)")
     p.add_argument("--fer", default=None, help="FER model for ECM/expression metrics (see `fsrbench list fer`)")
     p.add_argument("--fer-box", default=None, metavar="hog|haar|mediapipe|whole",
                    help="face box the FER sees, found on the HR image and reused for SR (default hog; "
@@ -125,6 +128,7 @@ def main(args: argparse.Namespace) -> int:
         metrics=_csv(args.metrics) if args.metrics else None, protocol=args.protocol, out=args.out or "",
         batch_size=args.batch_size, device=args.device, force=args.force, strict=args.strict,
         weights=_kv(args.weights, "--weights"), checkpoint_dir=args.checkpoint_dir, plugins=args.plugin,
+        plugin_override=args.plugin_override,
         save_sr=not args.no_save_sr, limit=args.limit, seed=args.seed, metric_options=metric_options,
         dataset_options=dataset_options, cache_dir=args.cache_dir, progress=not args.no_progress,
         amp=args.amp, multires=args.multires)

@@ -32,6 +32,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py:Name",
                    help="load a method plugin first (repeatable)")
+    p.add_argument("--plugin-override", action="store_true",
+                   help="let a --plugin replace a registered method of the same name (refused otherwise)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=handler)
@@ -43,7 +45,7 @@ def handler(args: argparse.Namespace) -> int:
     from fsrbench.train.loop import TrainingDiverged, train
 
     for spec in args.plugin:
-        load_plugin(spec, "methods")
+        load_plugin(spec, "methods", override=args.plugin_override)
     method = instantiate(methods.get(args.method))
     if not getattr(method, "trainable", False) or not hasattr(method, "build_model"):
         raise ValueError(f"method {args.method!r} is not trainable (it has no build_model/training_loss)")

@@ -64,13 +64,14 @@ def default_metric_names() -> list[str]:
     return reg.metrics.names()
 
 
-def load_plugins(specs: list[str], log: Callable[[str], None]) -> list[dict[str, str]]:
-    """Load ``--plugin`` specs; one that fails to import is registered as a broken method (reported as a
-    "not evaluated" row) and returned as ``{"plugin", "name", "reason"}``."""
+def load_plugins(specs: list[str], log: Callable[[str], None], override: bool = False) -> list[dict[str, str]]:
+    """Load ``--plugin`` specs; one that fails to import (or whose name is unsafe, or taken without
+    ``override``) is registered as a broken method (reported as a "not evaluated" row) and returned as
+    ``{"plugin", "name", "reason"}``."""
     errors = []
     for p in specs:
         try:
-            reg.load_plugin(p)
+            reg.load_plugin(p, override=override)
         except PluginLoadError as exc:  # reported and skipped; the other methods still run
             name = p.rpartition(":")[2]
             errors.append({"plugin": p, "name": name, "reason": str(exc)})

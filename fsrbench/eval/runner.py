@@ -64,6 +64,7 @@ class RunSpec:
     weights: dict[str, str] = field(default_factory=dict)
     checkpoint_dir: str | None = None
     plugins: list[str] = field(default_factory=list)
+    plugin_override: bool = False  # a --plugin may replace a registered component of the same name
     save_sr: bool = True
     limit: int | None = None
     seed: int = 0
@@ -101,7 +102,7 @@ class Runner:
     def __init__(self, spec: RunSpec, log: Any = None) -> None:
         self.spec = spec
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
-        self.plugin_errors: list[dict[str, str]] = load_plugins(spec.plugins, self.log)
+        self.plugin_errors: list[dict[str, str]] = load_plugins(spec.plugins, self.log, spec.plugin_override)
         self.protocol: Protocol = get_protocol(spec.protocol)
         self.out = Path(spec.out or default_out(spec)).expanduser()
         self.group = Group()
@@ -218,6 +219,7 @@ class Runner:
     def _cell_key(self, ds: Dataset, ids: list[str], scale: int, method: str, m: Method,
                   metrics: list[Metric]) -> str:
         card = getattr(m, "weights_card", None) or {}
+        base = ds.base if isinstance(ds, MultiRes) else ds
         key = {
             "protocol": self.protocol.sha256,
             "dataset": ds.display_name,
@@ -226,6 +228,10 @@ class Runner:
             "method": method,
             "weights": card.get("sha256") if isinstance(card, dict) else None,
             "metrics": [[mm.name, sorted(mm.options.items())] for mm in metrics],
+            # which code: a plugin that took a built-in's name never shares its cells (docs/reliability.md)
+            "implementation": {"method": reg.implementation_id(reg.methods.get(method)),
+                               "metrics": [reg.implementation_id(mm) for mm in metrics],
+                               "dataset": reg.implementation_id(base)},
         }
         if self.spec.amp != "none":  # fp32 keys stay as they were (stored results keep their keys)
             key["amp"] = self.spec.amp
