@@ -4,10 +4,16 @@ Keys are (model id incl. version, SHA-256 of the image bytes, optional extra key
 Values are small Python objects stored as individual pickle-free ``.npz`` files (numpy arrays and JSON
 scalars only), written atomically, so the cache is safe to share between concurrent runs and between
 processes: two writers of the same key write identical content and the last ``os.replace`` wins.
+
+Every entry carries a SHA-256 of (entry format, model id, key, content) — :func:`entry_digest`.  An entry that
+cannot be read (truncated, zeroed, junk), whose checksum does not match, or that belongs to another key (a
+file copied over another image's entry) is a miss: it is deleted, counted in ``Cache.bad_entries``, and the
+caller recomputes and replaces it.  Entries of an older format (no checksum) are treated the same way.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from collections import OrderedDict
@@ -17,6 +23,11 @@ from typing import Any
 import numpy as np
 
 from fsrbench.results import atomic_file
+
+#: version of the entry layout (part of every checksum; entries of another version are recomputed)
+ENTRY_FORMAT = 2
+#: what follows the array data of a ``.npy`` entry, before its 64 hex-digit checksum
+ARRAY_TRAILER = b"\nfsrbench-cache-sha256:"
 
 
 def default_cache_dir() -> Path:
@@ -31,6 +42,17 @@ def image_key(img: np.ndarray) -> str:
     h.update(str(a.shape).encode())
     h.update(str(a.dtype).encode())
     h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def entry_digest(model_id: str, key: str, arrays: dict[str, np.ndarray], meta_json: str) -> str:
+    """The checksum stored in an entry: SHA-256 of the format, model id, key, JSON part and every array
+    (name, dtype, shape, bytes) in name order."""
+    h = hashlib.sha256(f"fsrbench-cache/{ENTRY_FORMAT}\0{model_id}\0{key}\0{meta_json}\0".encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
     return h.hexdigest()
 
 
@@ -55,6 +77,7 @@ class Cache:
         self._mem: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self.bad_entries = 0  # unreadable / mismatching entries found on disk (deleted, then recomputed)
 
     def _path(self, model_id: str, key: str, suffix: str = ".npz") -> Path:
         assert self.root is not None
@@ -89,16 +112,41 @@ class Cache:
             self._mem.move_to_end((model_id, key))
             return mem
         if self.root is not None:
-            path = self._path(model_id, key)
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    value = {k: z[k] for k in z.files}
-                meta = json.loads(str(value.pop("__json__"))) if "__json__" in value else {}
+            value = self._read(self._path(model_id, key), model_id, key)
+            if value is not None:
+                meta = json.loads(str(value.pop("__json__")))
                 value.update(meta)
                 self._remember((model_id, key), value)
                 return value
-            except (OSError, ValueError, KeyError):
-                pass  # absent or corrupt entry: recompute
+        return None
+
+    def _read(self, path: Path, model_id: str, key: str) -> dict[str, Any] | None:
+        """The arrays of a verified entry (``__json__`` included), or None: absent, or bad (deleted and counted)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                value = {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            return None
+        except Exception:  # noqa: BLE001 - truncated, zeroed, junk: BadZipFile, EOFError, ValueError, OSError ...
+            return self._bad(path)
+        digest = value.pop("__sha256__", None)
+        meta_json = str(value.get("__json__", ""))
+        arrays = {k: v for k, v in value.items() if k != "__json__"}
+        if digest is None or str(digest) != entry_digest(model_id, key, arrays, meta_json):
+            return self._bad(path)
+        try:
+            if meta_json and not isinstance(json.loads(meta_json), dict):
+                return self._bad(path)
+        except ValueError:
+            return self._bad(path)
+        return value
+
+    def _bad(self, path: Path) -> None:
+        self.bad_entries += 1
+        try:
+            path.unlink()
+        except OSError:
+            pass  # unwritable cache: the entry stays a miss, the put() that follows reports nothing either
         return None
 
     def _remember(self, k: tuple[str, str], value: dict[str, Any]) -> None:
@@ -113,29 +161,53 @@ class Cache:
         if self.root is None:
             return
         arrays = {k: np.asarray(v) for k, v in value.items() if isinstance(v, np.ndarray)}
-        meta = {k: v for k, v in value.items() if not isinstance(v, np.ndarray)}
+        meta_json = json.dumps({k: v for k, v in value.items() if not isinstance(v, np.ndarray)}, sort_keys=True)
+        digest = entry_digest(model_id, key, arrays, meta_json)
         self._write_atomic(self._path(model_id, key),
-                           lambda fh: np.savez(fh, __json__=np.array(json.dumps(meta, sort_keys=True)), **arrays))
+                           lambda fh: np.savez(fh, __json__=np.array(meta_json), __sha256__=np.array(digest),
+                                               **arrays))
 
-    # -- bulky single arrays (e.g. LPIPS feature maps): one .npy per entry, read from disk, never kept in memory
+    # -- bulky single arrays (e.g. LPIPS feature maps): one ``.npy`` per entry, read from disk, never kept in
+    # memory; the checksum is a trailer after the array data (:data:`ARRAY_TRAILER` + 64 hex digits)
     def get_array(self, model_id: str, key: str) -> np.ndarray | None:
         """A cached array or None (counted in ``hits``/``misses``). A memory-only cache keeps them in memory."""
         if self.root is None:
             value = self._mem.get((model_id, key), {}).get("__array__")
         else:
-            try:
-                value = np.load(self._path(model_id, key, ".npy"), allow_pickle=False)
-            except (OSError, ValueError):
-                value = None  # absent or corrupt entry: recompute
+            value = self._read_array(self._path(model_id, key, ".npy"), model_id, key)
         if value is None:
             self.misses += 1
         else:
             self.hits += 1
         return value
 
+    def _read_array(self, path: Path, model_id: str, key: str) -> np.ndarray | None:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return self._bad(path)
+        n = len(ARRAY_TRAILER) + 64
+        if len(data) < n or data[-n:-64] != ARRAY_TRAILER:
+            return self._bad(path)
+        try:
+            arr = np.lib.format.read_array(io.BytesIO(data[:-n]), allow_pickle=False)
+        except Exception:  # noqa: BLE001 - a damaged array part
+            return self._bad(path)
+        if data[-64:].decode("ascii", "replace") != entry_digest(model_id, key, {"array": arr}, ""):
+            return self._bad(path)
+        return arr
+
     def put_array(self, model_id: str, key: str, value: np.ndarray) -> None:
         if self.root is None:
             self._mem[(model_id, key)] = {"__array__": value}
             return
         arr = np.ascontiguousarray(value)
-        self._write_atomic(self._path(model_id, key, ".npy"), lambda fh: np.save(fh, arr, allow_pickle=False))
+        trailer = ARRAY_TRAILER + entry_digest(model_id, key, {"array": arr}, "").encode()
+
+        def write(fh: Any) -> None:
+            np.save(fh, arr, allow_pickle=False)
+            fh.write(trailer)
+
+        self._write_atomic(self._path(model_id, key, ".npy"), write)

@@ -119,3 +119,70 @@ def test_item02_implementation_identity():
 
     assert ident["target"].endswith(":ShadowBicubic")
     assert ident["source_sha256"] == hashlib.sha256(HOSTILE.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. damaged analysis-cache entries
+# ------------------------------------------------------------------------------------------------
+def _damage(files: list[Path]) -> None:
+    """The campaign's four kinds of damage: truncated, zeroed, junk, and another image's entry copied over."""
+    files[0].write_bytes(files[0].read_bytes()[: len(files[0].read_bytes()) // 2])
+    files[1].write_bytes(b"\0" * len(files[1].read_bytes()))
+    files[2].write_bytes(b"junk" * 100)
+    files[3].write_bytes(files[4].read_bytes())
+
+
+def test_item03_damaged_cache_entries_are_misses_that_are_recomputed_replaced_and_counted(tmp_path):
+    from fsrbench.cache import Cache
+
+    rng = np.random.default_rng(0)
+    truth = {f"k{i}": {"v": rng.normal(size=(3, 2)), "ok": bool(i % 2), "n": i} for i in range(6)}
+    arrays = {f"a{i}": rng.normal(size=50).astype(np.float16) for i in range(6)}
+    c = Cache(tmp_path)
+    for k, v in truth.items():
+        c.put("model", k, v)
+    for k, v in arrays.items():
+        c.put_array("model", k, v)
+    for suffix, keys in ((".npz", list(truth)), (".npy", list(arrays))):
+        files = [c._path("model", k, suffix) for k in keys]
+        _damage(files)
+    fresh = Cache(tmp_path)
+    for k in list(truth)[:4]:
+        assert fresh.get("model", k) is None  # a miss: the caller recomputes
+    for k in list(arrays)[:4]:
+        assert fresh.get_array("model", k) is None
+    assert fresh.bad_entries == 8 and fresh.misses == 8
+    assert not fresh._path("model", "k0").exists() and not fresh._path("model", "a3", ".npy").exists()
+    for k in list(truth)[4:]:  # the entries that were not touched are still served, verified
+        np.testing.assert_array_equal(fresh.get("model", k)["v"], truth[k]["v"])
+    np.testing.assert_array_equal(fresh.get_array("model", "a4"), arrays["a4"])
+    for k in list(truth)[:4]:  # recomputed values replace the bad entries
+        fresh.put("model", k, truth[k])
+    again = Cache(tmp_path)
+    for k, v in truth.items():
+        got = again.get("model", k)
+        np.testing.assert_array_equal(got["v"], v["v"])
+        assert (got["ok"], got["n"]) == (v["ok"], v["n"])
+    assert again.bad_entries == 0
+
+
+def test_item03_a_run_over_a_damaged_cache_gives_the_clean_numbers(tmp_path):
+    from fsrbench.cache import Cache
+
+    cache = tmp_path / "cache"
+    kw = dict(metrics=["psnr", "lpips"], cache_dir=str(cache), limit=6, batch_size=6)
+    clean = run(_spec(tmp_path / "a", **kw), **QUIET)
+    entries = sorted(cache.rglob("*.npy"))
+    assert len(entries) == 6
+    _damage(entries)
+    logs: list[str] = []
+    res = run(_spec(tmp_path / "b", **kw), log=logs.append)
+    assert (tmp_path / "a" / "per_image.csv").read_bytes() == (tmp_path / "b" / "per_image.csv").read_bytes()
+    assert res.metrics["cells"] == clean.metrics["cells"]
+    assert any("4 unreadable or mismatching entries were recomputed" in m for m in logs)
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["analysis_cache"]["bad_entries_replaced"] == 4
+    from fsrbench.metrics.lpips import LPIPSMetric
+
+    c = Cache(cache)  # replaced on disk: every entry verifies again
+    mid = LPIPSMetric()._model_id()
+    assert all(c.get_array(mid, p.stem) is not None for p in sorted(cache.rglob("*.npy"))) and c.bad_entries == 0

@@ -192,6 +192,9 @@ class Runner:
         if not self.group.is_main:
             return RunResult(self.out, pd.DataFrame(), {}, self.computed, self.cached, self.skipped, [])
         result = self._gather()
+        if self.cache.bad_entries:
+            self.log(f"analysis cache {self.cache.root}: {self.cache.bad_entries} unreadable or mismatching entries "
+                     "were recomputed and replaced")
         self._write_run_json(metrics, method_names, datasets, started=t0, finished=time.time())
         return result
 
@@ -356,6 +359,8 @@ class Runner:
             **provenance(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished)) if finished else None,
+            "analysis_cache": {"dir": str(self.cache.root) if self.cache.root else None, "hits": self.cache.hits,
+                               "misses": self.cache.misses, "bad_entries_replaced": self.cache.bad_entries},
         }
         atomic_write_bytes(self.out / "run.json", json_bytes(doc))
 
