@@ -176,12 +176,31 @@ def sr_path(out: Path, dataset: str, scale: int, method: str, image_id: str) -> 
     return sr_dir(out, dataset, scale, method) / f"{slug(image_id)}.png"
 
 
+class CellError(ValueError):
+    """A stored cell that does not verify (unreadable, incomplete, or its files disagree with its checksums)."""
+
+
+#: the keys every cell's summary.json holds
+CELL_KEYS = ("cell_key", "dataset", "scale", "method", "n_images", "metrics")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def write_cell(out: Path, cdir: Path, table: Any, summary: dict[str, Any]) -> None:
     """Write a cell's ``per_image.csv`` and ``summary.json`` into a hidden temporary directory of ``out`` and
-    rename it to ``cdir`` (replacing an older cell), so a cell is complete or absent."""
+    rename it to ``cdir`` (replacing an older cell), so a cell is complete or absent.
+
+    ``summary.json`` gets an ``integrity`` block — the per-image table's SHA-256 and row count and the
+    SHA-256 of the rest of the summary — that :func:`verify_cell` checks before a cell is reused."""
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".cell-"))
     try:
         write_csv_atomic(tmp / "per_image.csv", table)
+        data = (tmp / "per_image.csv").read_bytes()
+        summary = {k: v for k, v in summary.items() if k != "integrity"}
+        summary["integrity"] = {"per_image_sha256": _sha256(data), "rows": int(len(table)),
+                                "summary_sha256": _sha256(json_bytes(summary))}
         atomic_write_bytes(tmp / "summary.json", json_bytes(summary))
         if cdir.exists():
             shutil.rmtree(cdir)
@@ -189,6 +208,48 @@ def write_cell(out: Path, cdir: Path, table: Any, summary: dict[str, Any]) -> No
         os.rename(tmp, cdir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def verify_cell(cdir: Path) -> dict[str, Any]:
+    """The summary of the stored cell ``cdir`` after checking it; :class:`CellError` saying what is wrong when
+    ``summary.json`` is missing, unreadable or not a cell summary, ``per_image.csv`` is missing, or either file
+    does not match the checksums written with it.  (Cells written before checksums existed are checked by
+    their row count.)"""
+    spath, ppath = Path(cdir) / "summary.json", Path(cdir) / "per_image.csv"
+    try:
+        summary = load_json(spath)
+    except FileNotFoundError:
+        raise CellError("summary.json is missing") from None
+    except (OSError, ValueError) as exc:
+        raise CellError(f"summary.json is unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(summary, dict) or any(k not in summary for k in CELL_KEYS):
+        raise CellError("summary.json is not a cell summary")
+    try:
+        data = ppath.read_bytes()
+    except OSError as exc:
+        raise CellError(f"per_image.csv is {'missing' if isinstance(exc, FileNotFoundError) else 'unreadable'}") from None
+    integrity = summary.get("integrity")
+    if integrity is not None:
+        rest = {k: v for k, v in summary.items() if k != "integrity"}
+        if not isinstance(integrity, dict) or integrity.get("summary_sha256") != _sha256(json_bytes(rest)):
+            raise CellError("summary.json does not match its checksum")
+        if integrity.get("per_image_sha256") != _sha256(data):
+            raise CellError("per_image.csv does not match the checksum in summary.json")
+        if integrity.get("rows") != summary["n_images"]:
+            raise CellError("summary.json counts another number of images than its table")
+        return summary
+    try:  # a cell of an older fsrbench: the table must parse and hold n_images rows
+        rows = len(read_per_image(ppath))
+    except Exception as exc:  # noqa: BLE001 - pandas raises many kinds on a damaged CSV
+        raise CellError(f"per_image.csv is unreadable ({type(exc).__name__})") from None
+    if rows != summary["n_images"]:
+        raise CellError(f"per_image.csv holds {rows} rows, summary.json says {summary['n_images']}")
+    return summary
+
+
+def cell_dirs(out: Path) -> list[Path]:
+    """Every cell folder of ``out`` (complete or not), in path order."""
+    return sorted(p for p in (Path(out) / "cells").glob("*/x*/*") if p.is_dir())
 
 
 def clean_stale(out: Path) -> None:
@@ -202,11 +263,16 @@ def clean_stale(out: Path) -> None:
 
 
 def read_cells(out: Path) -> tuple[list[dict[str, Any]], list[Any]]:
-    """(summaries, per-image tables) of every complete cell of ``out``, in path order."""
+    """(summaries, per-image tables) of every cell of ``out``, in path order; a cell that does not verify
+    (:func:`verify_cell`) raises ValueError naming it and the fix."""
     summaries, tables = [], []
-    for s in sorted((Path(out) / "cells").glob("*/x*/*/summary.json")):
-        summaries.append(load_json(s))
-        tables.append(read_per_image(s.parent / "per_image.csv"))
+    for d in cell_dirs(out):
+        try:
+            summaries.append(verify_cell(d))
+        except CellError as exc:
+            raise ValueError(f"{d}: damaged cell ({exc}); recompute it by running its method, dataset and scale "
+                             f"again into --out {out} (or delete that folder)") from None
+        tables.append(read_per_image(d / "per_image.csv"))
     return summaries, tables
 
 
@@ -230,7 +296,7 @@ def gather(out: Path, protocol_card: dict[str, Any], skipped: list[dict[str, Any
     metrics_doc = {
         "fsrbench": {"results_format": RESULTS_FORMAT},
         "protocol": protocol_card,
-        "cells": [{k: v for k, v in d.items() if k != "cell_key"} for d in summaries],
+        "cells": [{k: v for k, v in d.items() if k not in ("cell_key", "integrity")} for d in summaries],
         "skipped": sorted(skipped, key=lambda s: (s["dataset"], s["scale"], s["method"])),
         "skipped_metrics": sorted(skipped_metrics, key=lambda s: s["metric"]),
     }

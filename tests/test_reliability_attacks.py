@@ -186,3 +186,52 @@ def test_item03_a_run_over_a_damaged_cache_gives_the_clean_numbers(tmp_path):
     c = Cache(cache)  # replaced on disk: every entry verifies again
     mid = LPIPSMetric()._model_id()
     assert all(c.get_array(mid, p.stem) is not None for p in sorted(cache.rglob("*.npy"))) and c.bad_entries == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. a damaged cell on reuse (and 11: summary.json = [1, 2])
+# ------------------------------------------------------------------------------------------------
+CELL_DAMAGE = {
+    "truncated table": lambda d: (d / "per_image.csv").write_text(
+        "\n".join((d / "per_image.csv").read_text().splitlines()[:3]) + "\n"),
+    "empty table": lambda d: (d / "per_image.csv").write_bytes(b""),
+    "deleted table": lambda d: (d / "per_image.csv").unlink(),
+    "garbage summary": lambda d: (d / "summary.json").write_bytes(b"\x00garbage{"),
+    "summary is a list": lambda d: (d / "summary.json").write_text("[1, 2]"),
+    "edited summary": lambda d: (d / "summary.json").write_text(
+        (d / "summary.json").read_text().replace('"n_failed": 0', '"n_failed": 1')),
+}
+
+
+def test_item04_a_damaged_cell_is_recomputed_not_reused(tmp_path):
+    clean = tmp_path / "clean"
+    run(_spec(clean, limit=6, batch_size=6), **QUIET)
+    out = tmp_path / "r"
+    run(_spec(out, limit=6, batch_size=6), **QUIET)
+    cell = out / "cells" / "demo" / "x8" / "bicubic"
+    for what, damage in CELL_DAMAGE.items():
+        damage(cell)
+        logs: list[str] = []
+        res = run(_spec(out, limit=6, batch_size=6), log=logs.append)
+        assert res.computed == [("demo", 8, "bicubic")] and not res.cached, what
+        assert any("its stored cell is damaged" in m for m in logs), what
+        assert (out / "per_image.csv").read_bytes() == (clean / "per_image.csv").read_bytes(), what
+        assert (out / "metrics.json").read_bytes() == (clean / "metrics.json").read_bytes(), what
+        assert len(pd.read_csv(cell / "per_image.csv")) == 6
+    res = run(_spec(out, limit=6, batch_size=6), **QUIET)  # a verified cell is still reused
+    assert res.cached and not res.computed
+
+
+def test_item04_a_damaged_cell_outside_the_run_stops_it_up_front_with_the_fix(tmp_path, capsys):
+    out = tmp_path / "r"
+    run(_spec(out, methods=["bicubic", "hr-oracle"]), **QUIET)
+    cell = out / "cells" / "demo" / "x8" / "hr-oracle"
+    CELL_DAMAGE["summary is a list"](cell)
+    before = _tree(out / "cells")
+    code, _, err = _main(capsys, "run", "--methods", "bicubic", "--scales", "8", "--metrics", "psnr", "--limit", "4",
+                         "--batch-size", "4", "--out", out, "--no-progress", "--no-leaderboard", "--force")
+    assert code == 2 and "Traceback" not in err
+    assert str(cell) in err and "summary.json is not a cell summary" in err and "delete that folder" in err
+    assert _tree(out / "cells") == before  # refused before any work
+    res = run(_spec(out, methods=["bicubic", "hr-oracle"]), **QUIET)  # its own method's run repairs it
+    assert res.computed == [("demo", 8, "hr-oracle")]

@@ -33,9 +33,9 @@ from fsrbench.errors import PluginLoadError
 from fsrbench.eval.components import Components, load_plugins, resolve_methods
 from fsrbench.eval.scorer import Cell, CellScorer
 from fsrbench.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
-from fsrbench.results import (ID_COLUMNS, STATUS_COLUMNS, atomic_write_bytes, cell_dir, check_writable, clean_stale,
-                              gather, json_bytes, jsonable, load_json, provenance, run_lock, slug, sr_dir,
-                              write_cell)
+from fsrbench.results import (ID_COLUMNS, STATUS_COLUMNS, CellError, atomic_write_bytes, cell_dir, cell_dirs,
+                              check_writable, clean_stale, gather, json_bytes, jsonable, load_json, provenance,
+                              run_lock, slug, sr_dir, verify_cell, write_cell)
 
 __all__ = ["MULTIRES_INPUTS", "RunResult", "RunSpec", "Runner", "by_lr_size", "default_out", "run"]
 
@@ -181,6 +181,7 @@ class Runner:
         self._write_run_json(metrics, method_names, datasets, started=t0, finished=None)
         plan = [(ds, s, m) for ds in datasets for m in method_names for s in self._cell_scales(m)]
         plan.sort(key=lambda c: (datasets.index(c[0]), c[1], method_names.index(c[2])))
+        self._check_other_cells({self.cell_dir(ds.display_name, s, m) for ds, s, m in plan})
         self.log(f"fsrbench run: {len(datasets)} dataset(s) x {len(self.spec.scales)} scale(s) x "
                  f"{len(method_names)} method(s) = {len(plan)} cells"
                  f"{f' (multi-resolution {self.spec.multires.upper()})' if self.spec.multires else ''}; metrics: "
@@ -197,6 +198,23 @@ class Runner:
                      "were recomputed and replaced")
         self._write_run_json(metrics, method_names, datasets, started=t0, finished=time.time())
         return result
+
+    def _check_other_cells(self, planned: set[Path]) -> None:
+        """Before any work: every stored cell this run will not (re)compute must verify, since the gathered
+        files include it; a damaged one stops the run with its folder and the fix (a planned one is simply
+        recomputed)."""
+        if not self.group.is_main:
+            return
+        for d in cell_dirs(self.out):
+            if d in planned:
+                continue
+            try:
+                verify_cell(d)
+            except CellError as exc:
+                rel = d.relative_to(self.out / "cells")
+                raise ValueError(f"{d}: damaged cell ({exc}); this run does not recompute it but gathers every cell "
+                                 f"of {self.out}: run its method, dataset and scale ({rel}) again with the same "
+                                 f"--out, or delete that folder") from None
 
     def _cell_scales(self, name: str) -> list[int]:
         """The cells of a method. Multi-resolution runs give an ``any_scale`` method one cell, ``scale = 0``
@@ -252,16 +270,17 @@ class Runner:
             self.log(f"skip {mname} x{scale} on {dname}: {why}")
             return
         key = self._cell_key(ds, ids, scale, mname, method, metrics)
-        summary_path = cdir / "summary.json"
-        if summary_path.is_file() and not self.spec.force:
+        if cdir.is_dir() and not self.spec.force:
             try:
-                if load_json(summary_path).get("cell_key") == key:
+                stored = verify_cell(cdir)
+            except CellError as exc:  # damaged: recomputed (and replaced) like a missing cell
+                self.log(f"recomputing {mname} x{scale} on {dname}: its stored cell is damaged ({exc})")
+            else:
+                if stored.get("cell_key") == key:
                     self.cached.append((dname, scale, mname))
                     self.log(f"done already: {mname} x{scale} on {dname} (use --force to recompute)")
                     return
                 self.log(f"recomputing {mname} x{scale} on {dname}: its inputs changed")
-            except (OSError, ValueError):
-                pass
         srdir = self.sr_dir(dname, scale, mname)
         if self.group.is_main:
             if self.spec.force or not (srdir / "KEY").is_file() or (srdir / "KEY").read_text() != key:
