@@ -363,8 +363,9 @@ def provenance() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def run_lock(out: Path) -> Iterator[None]:
-    """Exclusive lock on OUT/.lock so two runs never write the same results directory at once."""
+def run_lock(out: Path, what: str = "fsrbench run", option: str = "--out") -> Iterator[None]:
+    """Exclusive lock on OUT/.lock so two runs (``fsrbench run``, or ``fsrbench train`` on its run directory)
+    never write the same directory at once; ``what``/``option`` name the command and its folder option."""
     import fcntl
 
     out.mkdir(parents=True, exist_ok=True)
@@ -377,8 +378,8 @@ def run_lock(out: Path) -> Iterator[None]:
             fh.seek(0)
             holder = fh.read().strip() or "?"
             fh.close()
-            raise ValueError(f"another fsrbench run (pid {holder}) is writing to {out}; wait for it to finish "
-                             f"or choose another --out") from None
+            raise ValueError(f"another {what} (pid {holder}) is writing to {out}; wait for it to finish "
+                             f"or choose another {option}") from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))

@@ -235,3 +235,43 @@ def test_item04_a_damaged_cell_outside_the_run_stops_it_up_front_with_the_fix(tm
     assert _tree(out / "cells") == before  # refused before any work
     res = run(_spec(out, methods=["bicubic", "hr-oracle"]), **QUIET)  # its own method's run repairs it
     assert res.computed == [("demo", 8, "hr-oracle")]
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. two trainings into one --out
+# ------------------------------------------------------------------------------------------------
+TINY = f"{REPO / 'tests' / 'plugins' / 'tiny_method.py'}:TinySR"
+
+
+@pytest.fixture(scope="module")
+def train_images(tmp_path_factory) -> Path:
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from plugins.synthetic import write_images
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+    return write_images(tmp_path_factory.mktemp("synthetic") / "imgs", n=12)
+
+
+def test_item05_a_second_training_into_the_same_out_is_refused(tmp_path, capsys, train_images, restore_registry):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = ["train", "tiny-test", "--plugin", TINY, "--no-progress", "--scale", "8", "--dataset",
+            f"folder:{train_images}", "--device", "cpu", "--out", str(out), "--set", "val_holdout=0"]
+    first = subprocess.Popen([sys.executable, "-m", "fsrbench", *args, "--set", "step_sleep=5"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "run.json").is_file() and first.poll() is None:
+            time.sleep(0.1)
+        assert (out / "run.json").is_file(), first.stderr.read() if first.poll() is not None else "timeout"
+        code, _, err = _main(capsys, *args)
+        assert code == 2 and f"another fsrbench train (pid {first.pid}) is writing to {out}" in err
+        assert "choose another --out" in err and "Traceback" not in err
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert not list(out.glob("step_*.card.json"))  # the refused run wrote nothing

@@ -19,6 +19,7 @@ Reading checkpoints for evaluation (finding, verifying, loading: ``load_for_eval
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,13 +27,13 @@ import random
 import re
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
 
 from fsrbench._version import __version__
-from fsrbench.results import atomic_file, atomic_path, atomic_write_text
+from fsrbench.results import atomic_file, atomic_path, atomic_write_text, run_lock
 # the reading side moved to fsrbench.weights (evaluation uses it); these names stay importable from here
 from fsrbench.weights import (CARD_FORMAT, DEFAULT_CHECKPOINT_DIR, WEIGHTS_GROUP, find_cards,  # noqa: F401
                               load_for_eval, load_weights, read_card, select_card, sha256_file, train_command,
@@ -87,6 +88,24 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLi
             fh.write(chunk)
             h.update(chunk)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: str | Path, is_main: bool = True, share: Any = lambda err: err) -> Iterator[None]:
+    """Hold the training directory's lock (:func:`fsrbench.results.run_lock`, the lock of ``fsrbench run``) for the
+    whole training: a second ``fsrbench train`` into the same ``--out`` is refused instead of overwriting the
+    first one's checkpoints.  Rank 0 takes it; ``share(err)`` hands its refusal to every rank (DDP)."""
+    with contextlib.ExitStack() as stack:
+        err = None
+        if is_main:
+            try:
+                stack.enter_context(run_lock(Path(run_dir), what="fsrbench train", option="--out"))
+            except ValueError as exc:
+                err = str(exc)
+        err = share(err)
+        if err:
+            raise ValueError(err)
+        yield
 
 
 def unwrap(model: Any) -> Any:

@@ -222,7 +222,9 @@ def train(method: Any, scale: int, dataset: Any, *, config: Mapping[str, Any], d
     """Train ``method`` at ``scale`` on ``dataset`` (spec or Dataset) with a resolved ``config``."""
     info = ddp.setup(device)
     try:
-        return _train(method, scale, dataset, dict(config), info, out, resume, progress, argv)
+        run_dir = Path(out) if out else default_run_dir(_method_name(method), scale)
+        with ck.run_dir_lock(run_dir, info.is_main, lambda err: ddp.broadcast_object(err, info)):
+            return _train(method, scale, dataset, dict(config), info, out, resume, progress, argv)
     finally:
         ddp.teardown(info)
 
