@@ -27,24 +27,34 @@ DEFAULT_SEED = 0
 def mean_ci(values: np.ndarray, confidence: float = 0.95) -> dict[str, Any]:
     """Mean with a closed-form Student-t CI over the finite values; NaNs are counted as missing.
 
-    Infinite values (PSNR of a perfect reconstruction) make the mean infinite; the CI is then
-    reported as [inf, inf] when all values are +inf, and NaN otherwise.
+    Infinite values (PSNR of an SR image identical to its HR, e.g. an all-black face) are left out of the mean
+    and the CI and counted in ``n_inf`` (``n`` counts every image with a value, infinite ones included; the
+    mean and CI are over the ``n - n_inf`` finite ones), so one image cannot turn a
+    summary into inf.  [CHOICE] stats.infinite_values: report the finite-image mean with the count of infinite
+    ones (rather than capping each value, as pyiqa's eps of 1e-8 (~80 dB) or the common "return 100" do: a cap
+    changes the per-image number and, for 8-bit 128x128 images, lies below the largest finite PSNR, ~95 dB).
+    When every value is infinite with one sign (the hr-oracle), the mean is that infinity with the CI
+    [inf, inf].
     """
     v = np.asarray(values, dtype=float)
     n_missing = int(np.isnan(v).sum())
     v = v[~np.isnan(v)]
-    n = int(v.size)
+    infinite = np.isinf(v)
+    n_inf = int(infinite.sum())
     out: dict[str, Any] = {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
-                           "n": n, "n_missing": n_missing}
-    if n == 0:
+                           "n": int(v.size), "n_missing": n_missing}
+    if n_inf:
+        out["n_inf"] = n_inf
+    if v.size == 0:
         return out
-    with np.errstate(invalid="ignore"):
-        mean = float(v.mean())
-    out["value"] = mean
-    if not np.all(np.isfinite(v)):
+    if n_inf == v.size:  # all infinite: the mean is that infinity when they share a sign
         if np.all(v == v[0]):
-            out["ci_low"] = out["ci_high"] = float(v[0])
+            out["value"] = out["ci_low"] = out["ci_high"] = float(v[0])
         return out
+    v = v[~infinite]
+    n = int(v.size)
+    mean = float(v.mean())
+    out["value"] = mean
     if n == 1:
         return out
     from scipy import stats as _st  # scipy.stats takes ~0.8 s to import: only when a CI is computed

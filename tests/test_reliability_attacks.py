@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -275,3 +276,55 @@ def test_item05_a_second_training_into_the_same_out_is_refused(tmp_path, capsys,
         first.send_signal(signal.SIGKILL)
         first.wait()
     assert not list(out.glob("step_*.card.json"))  # the refused run wrote nothing
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. all-black / all-white images: PSNR = inf
+# ------------------------------------------------------------------------------------------------
+def test_item06_infinite_values_are_left_out_of_the_mean_and_counted():
+    from scipy import stats as st
+
+    from fsrbench.stats import mean_ci
+
+    vals = np.array([31.0, np.inf, 28.5, 30.25, np.nan, np.inf, 29.0])
+    finite = np.array([31.0, 28.5, 30.25, 29.0])
+    half = st.t.ppf(0.975, 3) * finite.std(ddof=1) / 2
+    got = mean_ci(vals)
+    assert got["value"] == pytest.approx(finite.mean(), abs=1e-12)
+    assert got["ci_low"] == pytest.approx(finite.mean() - half) and got["ci_high"] == pytest.approx(finite.mean() + half)
+    assert (got["n"], got["n_inf"], got["n_missing"]) == (6, 2, 1)
+    oracle = mean_ci(np.full(5, np.inf))  # every image perfect: the value is inf, as before
+    assert oracle["value"] == oracle["ci_low"] == oracle["ci_high"] == np.inf and oracle["n_inf"] == 5
+    assert "n_inf" not in mean_ci(finite)  # ordinary summaries keep their bytes
+
+
+def test_item06_one_black_face_cannot_turn_a_board_into_inf(tmp_path):
+    from PIL import Image
+
+    from fsrbench.leaderboard import leaderboard
+
+    d = tmp_path / "faces"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:128, 0:128] / 127.0
+    for i in range(4):  # smooth, different images: finite PSNR for both methods
+        a = rng.random((3, 3))
+        img = np.stack([a[c, 0] * xx + a[c, 1] * yy + 0.3 * np.sin(9 * (xx + yy) * a[c, 2]) for c in range(3)], -1)
+        Image.fromarray((np.clip(img / img.max(), 0, 1) * 255).astype(np.uint8)).save(d / f"face{i}.png")
+    Image.fromarray(np.zeros((128, 128, 3), np.uint8)).save(d / "all_black.png")
+    Image.fromarray(np.full((128, 128, 3), 255, np.uint8)).save(d / "all_white.png")
+    out = tmp_path / "r"
+    res = run(_spec(out, methods=["bicubic", "nearest"], datasets=[f"folder:{d}"], limit=None, batch_size=6,
+                    plugins=[f"{REPO}/docs/examples/nearest_plugin.py:Nearest"]), **QUIET)
+    table = res.per_image
+    for cell in res.metrics["cells"]:
+        col = table[table["method"] == cell["method"]].set_index("image_id")["psnr"]
+        assert np.isinf(col["all_black.png"]) and np.isinf(col["all_white.png"])  # the per-image value stays exact
+        s = cell["metrics"]["psnr"]
+        assert np.isfinite(s["value"]) and np.isfinite(s["ci_low"]) and s["n"] == 6 and s["n_inf"] == 2
+        assert s["value"] == pytest.approx(col[np.isfinite(col)].mean(), abs=1e-9)
+    md = leaderboard(out)
+    rows = {r.split("|")[1].strip(): r for r in md.splitlines() if r.startswith("| bicubic") or r.startswith("| nearest")}
+    assert all(re.search(r"\| \**[0-9.]+ ± [0-9.]+ \(2 ∞\)", r) for r in rows.values()), rows
+    ranks = {m: float(r.split("|")[2]) for m, r in rows.items()}
+    assert sorted(ranks.values()) == [1.0, 2.0]  # no tie on an infinite mean

@@ -416,6 +416,9 @@ def cell_text(board: Board, method: str, key: str, markup: str = "md") -> str:
     miss = s.get("n_missing", 0) or 0
     if miss:
         txt += f" ({miss} n/a)"
+    n_inf = s.get("n_inf", 0) or 0
+    if n_inf and v is not None and math.isfinite(v):  # infinite per-image values left out of the mean
+        txt += f" ({n_inf} ∞)" if markup != "latex" else f" ({n_inf} $\\infty$)"
     if board.worse(method, key):
         txt += "$^\\dagger$" if markup == "latex" else " †"
     if board.is_best(method, key):
