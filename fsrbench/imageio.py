@@ -16,17 +16,24 @@
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import warnings
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fsrbench.errors import DataError
 from fsrbench.results import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+#: names that look like images: a folder dataset lists every such entry, and one it cannot use becomes a failed
+#: image with the reason (never a silent skip)
+IMAGE_LIKE_SUFFIXES = IMAGE_SUFFIXES + (".gif", ".jfif", ".pnm", ".pbm", ".tga", ".dib", ".ico", ".jp2", ".j2k",
+                                        ".heic", ".heif", ".avif", ".jxl")
+_ORIENTATION = 0x0112  # the EXIF orientation tag
 MAX_PIXELS = 50_000_000  # a 4000x4000 image is fine; a decompression bomb is refused
 
 
@@ -39,6 +46,10 @@ def _to_rgb_u8(img: Image.Image, path: str) -> np.ndarray:
         return np.repeat(a[..., None], 3, axis=2)
     if mode == "F":
         a = np.asarray(img, dtype=np.float64)
+        bad = int((~np.isfinite(a)).sum())
+        if bad:
+            raise DataError(f"{path}: float image holds NaN or inf at {bad} pixel(s); re-export it with finite values "
+                            "(or as an 8/16-bit image)")
         scale = 255.0 if a.max(initial=0) <= 1.0 else 1.0
         a = np.clip(np.round(a * scale), 0, 255).astype(np.uint8)
         return np.repeat(a[..., None], 3, axis=2)
@@ -55,32 +66,58 @@ def _to_rgb_u8(img: Image.Image, path: str) -> np.ndarray:
     return a
 
 
+def _check_file(p: str) -> None:
+    """DataError unless ``p`` is a regular file (checked without opening it: a FIFO would block a read)."""
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"{p}: symbolic link loop; point the link at an image file or remove it") from exc
+        if isinstance(exc, FileNotFoundError) and os.path.islink(p):
+            raise DataError(f"{p}: dangling symbolic link (its target {os.readlink(p)} does not exist); fix or remove "
+                            "the link") from exc
+        raise DataError(f"{p}: cannot read ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{p}: is a directory, not an image file; rename or move it")
+    if stat.S_ISFIFO(st.st_mode):
+        raise DataError(f"{p}: is a named pipe (FIFO), not an image file; remove it")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{p}: is not a regular file (socket or device); remove it")
+    if st.st_size == 0:
+        raise DataError(f"{p}: empty file (0 bytes)")
+
+
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file as uint8 RGB [H,W,3].
 
     Grayscale is replicated to 3 channels; palette images are expanded; alpha is composited over black;
-    16-bit images are scaled to 8 bit (value·255/65535, rounded). Raises DataError for empty, truncated,
-    non-image or oversized files.
+    16-bit images are scaled to 8 bit (value·255/65535, rounded); the EXIF orientation is applied (as
+    ``PIL.ImageOps.exif_transpose`` does, so a camera JPEG stored sideways is read upright). Raises DataError
+    for anything else than a regular file (directory, FIFO, dangling link, link loop), empty, truncated,
+    non-image, animated/multi-frame or oversized files, and float images holding NaN/inf.
     """
     p = str(path)
-    try:
-        size = os.path.getsize(p)
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read ({exc.strerror or exc})") from exc
-    if size == 0:
-        raise DataError(f"{p}: empty file (0 bytes)")
+    _check_file(p)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise DataError(f"{p}: image too large ({img.width}x{img.height})")
+                frames = int(getattr(img, "n_frames", 1) or 1)
+                if frames > 1:
+                    raise DataError(f"{p}: animated or multi-frame image ({frames} frames); save the frame to "
+                                    "score as a single-frame PNG")
                 img.load()
+                if img.getexif().get(_ORIENTATION, 1) not in (1, None):
+                    return _to_rgb_u8(ImageOps.exif_transpose(img), p)
                 return _to_rgb_u8(img, p)
     except DataError:
         raise
     except UnidentifiedImageError as exc:
         raise DataError(f"{p}: not an image file PIL can read") from exc
+    except PermissionError as exc:
+        raise DataError(f"{p}: cannot read ({exc.strerror or exc}); fix its permissions") from exc
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"{p}: unreadable or truncated image ({exc})") from exc
 

@@ -328,3 +328,95 @@ def test_item06_one_black_face_cannot_turn_a_board_into_inf(tmp_path):
     assert all(re.search(r"\| \**[0-9.]+ ± [0-9.]+ \(2 ∞\)", r) for r in rows.values()), rows
     ranks = {m: float(r.split("|")[2]) for m, r in rows.items()}
     assert sorted(ranks.values()) == [1.0, 2.0]  # no tie on an infinite mean
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. what a folder dataset used to skip silently; EXIF orientation; NaN in float TIFFs
+# ------------------------------------------------------------------------------------------------
+def _hostile_folder(d: Path) -> dict[str, str]:
+    """Image-looking entries that cannot be used -> the words their reason must contain; plus good images."""
+    from PIL import Image
+
+    d.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)).save(d / f"good{i}.png")
+    (d / "loop.png").symlink_to(d / "loop.png")
+    (d / "dangling.png").symlink_to(d / "no_such_target.png")
+    (d / "folder.png").mkdir()
+    (d / "locked.jpg").mkdir(mode=0o000)
+    os.mkfifo(d / "pipe.png")
+    frames = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(d / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    nan = rng.random((128, 128)).astype(np.float32)
+    nan[5, 7] = np.nan
+    nan[9, 9] = np.inf
+    Image.fromarray(nan, mode="F").save(d / "float_nan.tif")
+    return {"loop.png": "symbolic link loop", "dangling.png": "dangling symbolic link", "folder.png": "is a directory",
+            "locked.jpg": "is a directory", "pipe.png": "named pipe", "animated.gif": "animated or multi-frame",
+            "float_nan.tif": "NaN or inf at 2 pixel"}
+
+
+def test_item07_every_image_looking_entry_is_listed_with_its_reason(tmp_path, capsys):
+    d = tmp_path / "faces"
+    expect = _hostile_folder(d)
+    logs: list[str] = []
+    out = tmp_path / "r"
+    res = run(_spec(out, datasets=[f"folder:{d}"], limit=None, batch_size=16), log=logs.append)
+    t = res.per_image.set_index("image_id")
+    assert set(t.index) == set(expect) | {"good0.png", "good1.png", "good2.png"}
+    for name, words in expect.items():
+        assert t.loc[name, "status"] == "failed" and words in t.loc[name, "error"], (name, t.loc[name, "error"])
+        assert any(name in m and words in m for m in logs), name
+    reasons = {f["image_id"]: f["reason"] for f in res.metrics["cells"][0]["failures"]}
+    assert set(reasons) == set(expect)
+    saved = pd.read_csv(out / "per_image.csv", keep_default_na=False).set_index("image_id")
+    assert all(words in saved.loc[n, "error"] for n, words in expect.items())
+    # and `fsrbench data check` lists the same entries with their reasons
+    code, text, _ = _main(capsys, "data", "check", f"folder:{d}", "--max-problems", "50")
+    assert code == 0 and "usable 3" in text and "skipped 7" in text
+    for name, words in expect.items():
+        assert any(name in line and words in line for line in text.splitlines()), name
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file; permissions cannot be attacked")
+def test_item07_unreadable_file_and_folder_are_reported(tmp_path, capsys):
+    from PIL import Image
+
+    d = tmp_path / "faces"
+    d.mkdir()
+    Image.fromarray(np.zeros((128, 128, 3), np.uint8) + 50).save(d / "ok.png")
+    Image.fromarray(np.zeros((128, 128, 3), np.uint8) + 90).save(d / "secret.png")
+    (d / "secret.png").chmod(0)
+    res = run(_spec(tmp_path / "r", datasets=[f"folder:{d}"], limit=None), **QUIET)
+    t = res.per_image.set_index("image_id")
+    assert t.loc["secret.png", "status"] == "failed" and "Permission denied" in t.loc["secret.png", "error"]
+    d.chmod(0)
+    try:
+        code, _, err = _main(capsys, "run", "--methods", "bicubic", "--datasets", f"folder:{d}", "--scales", "8",
+                             "--metrics", "psnr", "--out", tmp_path / "r3", "--no-progress", "--no-leaderboard")
+    finally:
+        d.chmod(0o755)
+    assert code == 2 and "cannot list" in err and "permissions" in err and "Traceback" not in err
+
+
+def test_item07_exif_orientation_is_applied_as_pil_does(tmp_path):
+    from PIL import Image, ImageOps
+
+    from fsrbench.imageio import read_image
+
+    upright = np.zeros((96, 64, 3), np.uint8)  # tall and asymmetric: a sideways read has another shape
+    upright[:30] = (200, 30, 30)
+    upright[30:, :, 1] = np.linspace(0, 250, 64, dtype=np.uint8)[None, :]
+    for orientation, stored in ((6, np.rot90(upright, 1)), (8, np.rot90(upright, -1)), (3, upright[::-1, ::-1])):
+        path = tmp_path / f"o{orientation}.jpg"
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(np.ascontiguousarray(stored)).save(path, quality=100, exif=exif.tobytes())
+        with Image.open(path) as im:
+            reference = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            raw = np.asarray(im.convert("RGB"))
+        got = read_image(path)
+        assert np.array_equal(got, reference), orientation
+        assert got.shape == upright.shape and np.abs(got.astype(int) - upright).mean() < 3
+        assert not (raw.shape == got.shape and np.array_equal(raw, got))  # the file really is stored rotated

@@ -1,21 +1,24 @@
 """``folder:<dir>`` — any directory of face images as a test set.
 
-Images (png, jpg, jpeg, bmp, webp, tif) directly inside ``dir`` are used in sorted file-name order; the id
-is the file name. HR = the image itself when it is already 128×128, otherwise its centre square resized to
+Every entry directly inside ``dir`` whose name looks like an image (:data:`fsrbench.imageio.IMAGE_LIKE_SUFFIXES`,
+hidden dot-names excepted) is an image of the set, in sorted file-name order; the id is the file name. An entry
+that cannot be used — a directory named ``x.png``, a FIFO, a dangling or looping symbolic link, an unreadable,
+animated or damaged file, a float image with NaN/inf — is not skipped silently: loading it raises DataError with
+the reason, so it appears as a failed image in ``per_image.csv``, ``metrics.json``, the log and
+``fsrbench data check``. HR = the image itself when it is already 128×128, otherwise its centre square resized to
 128 with the canonical PIL bicubic resizer (or, with option ``crop=detect``, the face-detection crop of
-:mod:`fsrbench.data.crops` when available). An optional ``labels.csv`` with a ``filename`` column adds its
-other columns (e.g. ``emotion``, ``identity``) to each sample's metadata. Unreadable files are listed in
-``skipped`` with the reason when they are found (at load time they raise DataError, which the runner
-records per image).
+:mod:`fsrbench.data.crops` when available); the EXIF orientation is applied first. An optional ``labels.csv``
+with a ``filename`` column adds its other columns (e.g. ``emotion``, ``identity``) to each sample's metadata.
 """
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
 from fsrbench.api import DataError, Dataset, Sample
-from fsrbench.imageio import IMAGE_SUFFIXES, center_square, pil_resize, read_image
+from fsrbench.imageio import IMAGE_LIKE_SUFFIXES, IMAGE_SUFFIXES, center_square, pil_resize, read_image
 
 
 class FolderDataset(Dataset):
@@ -29,8 +32,12 @@ class FolderDataset(Dataset):
         self.root = Path(arg).expanduser()
         if not self.root.is_dir():
             raise FileNotFoundError(f"folder dataset: {self.root} is not a directory")
-        self._ids = sorted(p.name for p in self.root.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        try:
+            names = [e.name for e in os.scandir(self.root)]
+        except OSError as exc:
+            raise ValueError(f"folder dataset: cannot list {self.root} ({exc.strerror or exc}); fix its permissions "
+                             "(it needs read and execute rights)") from exc
+        self._ids = sorted(n for n in names if Path(n).suffix.lower() in IMAGE_LIKE_SUFFIXES and not n.startswith("."))
         if not self._ids:
             raise FileNotFoundError(f"folder dataset: no images ({', '.join(IMAGE_SUFFIXES)}) in {self.root}")
         self.labels = self._read_labels()

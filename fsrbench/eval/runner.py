@@ -333,6 +333,10 @@ class Runner:
         head = ", ".join(f"{k}={v['value']:.4g}" for k, v in summaries.items()
                          if isinstance(v.get("value"), float))
         self.log(f"{mname} x{scale} on {dname}: {len(table) - len(failures)}/{len(table)} images; {head}")
+        for f in failures[:10]:  # every failure is in per_image.csv and metrics.json; the first ones here too
+            self.log(f"  failed {f['image_id']}: {f['reason']}")
+        if len(failures) > 10:
+            self.log(f"  ... and {len(failures) - 10} more failed images (see per_image.csv)")
 
     def _exchange_shards(self, cell: str, rows: list[dict[str, Any]], failures: list[dict[str, Any]],
                          notes: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]] | None:
