@@ -420,3 +420,48 @@ def test_item07_exif_orientation_is_applied_as_pil_does(tmp_path):
         assert np.array_equal(got, reference), orientation
         assert got.shape == upright.shape and np.abs(got.astype(int) - upright).mean() < 3
         assert not (raw.shape == got.shape and np.array_equal(raw, got))  # the file really is stored rotated
+
+
+# ------------------------------------------------------------------------------------------------
+# 8. checkpoint weights files are byte-deterministic
+# ------------------------------------------------------------------------------------------------
+_SAVE_SCRIPT = """
+import sys, torch
+from fsrbench.train.checkpoints import save_weights
+torch.manual_seed(0)
+class Tied(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.Linear(6, 4)
+        self.dec = torch.nn.Linear(4, 6)
+        self.head = self.enc  # a shared module: its tensors appear twice in the state dict
+        self.register_buffer("count", torch.arange(3))
+meta = {k: str(i) for i, k in enumerate(["method", "scale", "step", "zeta", "alpha", "mid"])}
+print(save_weights(Tied(), sys.argv[1], meta))
+"""
+
+
+def test_item08_weights_files_are_byte_identical_across_processes(tmp_path):
+    import hashlib
+
+    import torch
+    from safetensors.torch import load_file, load_model
+
+    paths = []
+    for seed in ("1", "2"):  # the hash seed changes the order of an unordered map between processes
+        p = tmp_path / f"w{seed}.safetensors"
+        r = subprocess.run([sys.executable, "-c", _SAVE_SCRIPT, str(p)], capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONHASHSEED=seed), timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == hashlib.sha256(p.read_bytes()).hexdigest()
+        paths.append(p)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    # de-duplicated like safetensors.torch.save_model: one copy of the shared tensors, and it loads back
+    stored = load_file(str(paths[0]))
+    assert not ({"head.weight", "head.bias"} & set(stored)) and {"enc.weight", "dec.weight", "count"} <= set(stored)
+    ns: dict = {}
+    exec(_SAVE_SCRIPT.split("meta =")[0].replace("import sys, torch", "import torch"), ns)
+    fresh = ns["Tied"]()
+    load_model(fresh, str(paths[0]), strict=True)
+    torch.manual_seed(0)
+    assert torch.equal(fresh.head.weight, ns["Tied"]().enc.weight)

@@ -2,8 +2,8 @@
 
 A run directory holds, per checkpoint ``step_00001000``:
 
-* ``step_00001000.safetensors`` — model weights only (``safetensors.torch.save_model``: shared tensors
-  de-duplicated), what evaluation loads;
+* ``step_00001000.safetensors`` — model weights only (shared tensors de-duplicated as
+  ``safetensors.torch.save_model`` does; byte-deterministic, :func:`write_safetensors`), what evaluation loads;
 * ``step_00001000.state.pt``   — optimiser, scheduler, GradScaler, RNG states (per rank) and the loop
   position, saved with ``torch.save`` using only tensors/numbers/strings/lists/dicts/tuples so that
   ``torch.load(weights_only=True)`` reads it;
@@ -51,13 +51,20 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
 
 
 def save_weights(model: torch.nn.Module, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> str:
-    """Write the model's weights as safetensors atomically; returns the file's SHA-256."""
-    from safetensors.torch import save_model
+    """Write the model's weights as safetensors atomically, with deterministic bytes (:func:`write_safetensors`:
+    the same weights and metadata give the same file in every process, so card SHA-256s and cell keys are
+    stable); returns the file's SHA-256.  Shared tensors are de-duplicated as ``safetensors.torch.save_model``
+    does (one name kept per shared storage, each removed name recorded in the metadata as removed -> kept), so
+    ``safetensors.torch.load_model`` reads the file back."""
+    from safetensors.torch import _remove_duplicate_names
 
-    with atomic_path(path) as tmp:
-        save_model(model, str(tmp), metadata=dict(metadata or {}))
-        digest = sha256_file(tmp)
-    return digest
+    state = dict(model.state_dict())
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    for kept, removed in _remove_duplicate_names(state).items():
+        for name in removed:
+            meta.setdefault(name, kept)
+            del state[name]
+    return write_safetensors({k: v.contiguous() for k, v in state.items()}, path, meta)
 
 
 def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str],
