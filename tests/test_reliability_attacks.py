@@ -465,3 +465,52 @@ def test_item08_weights_files_are_byte_identical_across_processes(tmp_path):
     load_model(fresh, str(paths[0]), strict=True)
     torch.manual_seed(0)
     assert torch.equal(fresh.head.weight, ns["Tied"]().enc.weight)
+
+
+# ------------------------------------------------------------------------------------------------
+# 9. methods that exit, interrupt, hang or print; metrics whose setup raises
+# ------------------------------------------------------------------------------------------------
+def test_item09_a_plugin_cannot_end_the_run_or_write_into_the_leaderboard(tmp_path):
+    out = tmp_path / "r"
+    hostile = ["exits", "hard-exit", "interrupts", "hangs", "prints"]
+    plugins = [a for c in ("Exits", "HardExit", "Interrupts", "Hangs", "Prints", "SetupFails", "ExitsMetric")
+               for a in ("--plugin", f"{HOSTILE}:{c}")]
+    p = _cli("run", *plugins, "--methods", ",".join(["bicubic", *hostile]), "--metrics", "psnr,setupfails,exitsmetric",
+             "--scales", "8", "--limit", "2", "--batch-size", "2", "--batch-timeout", "4", "--out", str(out),
+             "--no-progress")
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    doc = json.loads((out / "metrics.json").read_text())
+    cells = {c["method"]: c for c in doc["cells"]}
+    assert set(cells) == {"bicubic", *hostile}
+    assert cells["bicubic"]["n_failed"] == 0 and cells["prints"]["n_failed"] == 0
+    expect = {"exits": "SystemExit: 3", "hard-exit": "worker process ended (exit status 7)",
+              "interrupts": "KeyboardInterrupt", "hangs": "no result within 4 s (--batch-timeout)"}
+    for m, words in expect.items():
+        assert cells[m]["n_failed"] == 2 and all(words in f["reason"] for f in cells[m]["failures"]), cells[m]
+    # a metric whose setup raises is skipped with its reason; one that exits costs its column, with a note
+    assert doc["skipped_metrics"] == [{"metric": "setupfails",
+                                       "reason": "setupfails failed to set up: RuntimeError: metric model file is corrupt"}]
+    assert any("exitsmetric: MethodRaised: SystemExit: 4" in n for n in cells["bicubic"]["notes"])
+    # stdout is the leaderboard only: the plugin's prints (Python and file descriptor 1) went to stderr
+    assert "CHATTER" not in p.stdout and p.stdout.startswith("# fsrbench leaderboard")
+    assert "PLUGIN-PRINT-CHATTER" in p.stderr and "PLUGIN-FD1-CHATTER" in p.stderr
+    assert (out / "leaderboard.md").read_text().rstrip("\n") == p.stdout.rstrip("\n")
+
+
+def test_item09_inline_methods_exit_and_hang_are_recorded(tmp_path):
+    res = run(_spec(tmp_path / "r", methods=["bicubic", "exits", "hangs"], isolate="inline", batch_timeout=2,
+                    limit=4, batch_size=2, plugins=[f"{HOSTILE}:Exits", f"{HOSTILE}:Hangs"]), **QUIET)
+    cells = {c["method"]: c for c in res.metrics["cells"]}
+    assert cells["bicubic"]["n_failed"] == 0
+    assert [f["reason"] for f in cells["exits"]["failures"]] == ["method: SystemExit: 3"] * 4
+    reasons = [f["reason"] for f in cells["hangs"]["failures"]]  # first batch times out, the second is not run
+    assert all("no result within 2 s" in r for r in reasons[:2]) and all("not run" in r for r in reasons[2:])
+
+
+def test_item09_an_isolated_method_gives_the_same_bytes_as_inline(tmp_path):
+    plug = [f"{REPO}/docs/examples/nearest_plugin.py:Nearest"]
+    a = run(_spec(tmp_path / "a", methods=["nearest"], plugins=plug, isolate="process"), **QUIET)
+    b = run(_spec(tmp_path / "b", methods=["nearest"], plugins=plug, isolate="inline"), **QUIET)
+    assert a.metrics["cells"] == b.metrics["cells"]
+    assert (tmp_path / "a" / "per_image.csv").read_bytes() == (tmp_path / "b" / "per_image.csv").read_bytes()

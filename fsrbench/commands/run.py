@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 from fsrbench.protocols import DEFAULT_PROTOCOL
 
@@ -42,6 +44,13 @@ def add_parser(sub: Any) -> None:
                    help="multi-resolution evaluation (UFVNet protocol): every image at every LR size of the set "
                         "(MR8: 8,16,...,64). Any-scale methods get each LR natively; fixed-scale methods are "
                         "evaluated with their model for each of --scales on the same inputs (docs/multires.md)")
+    p.add_argument("--isolate", default="auto", choices=["auto", "process", "inline"],
+                   help="where a method's code runs: process = a worker process per cell (sys.exit, os._exit, "
+                        "crashes and hangs cost only its images), inline = this process; auto (default) = inline "
+                        "for fsrbench's built-in methods, process for plugins")
+    p.add_argument("--batch-timeout", type=float, default=None, metavar="SECONDS",
+                   help="seconds one batch of a method may take before its images fail and the method is not "
+                        "called again in that cell (default 600; 0 = no limit)")
     p.add_argument("--force", action="store_true", help="recompute finished cells")
     p.add_argument("--strict", action="store_true", help="exit 1 if any image failed or any method was skipped")
     p.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH", help="weights file for a method")
@@ -73,7 +82,6 @@ def add_parser(sub: Any) -> None:
 
 def _relaunch_with_torchrun(workers: int) -> int:
     """``--workers N``: run this same command under torchrun with N ranks (sharded evaluation)."""
-    import os
     import subprocess
 
     argv = sys.argv[1:]
@@ -94,9 +102,27 @@ def _relaunch_with_torchrun(workers: int) -> int:
     return subprocess.call(cmd, env=env)
 
 
-def main(args: argparse.Namespace) -> int:
-    import os
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """During the run, Python's ``sys.stdout`` and the process's file descriptor 1 both write to stderr."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:
+        saved = None
+    if saved is not None:
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
+
+def main(args: argparse.Namespace) -> int:
     from fsrbench.eval.runner import RunSpec, run
     from fsrbench.report.leaderboard import leaderboard
 
@@ -131,8 +157,10 @@ def main(args: argparse.Namespace) -> int:
         plugin_override=args.plugin_override,
         save_sr=not args.no_save_sr, limit=args.limit, seed=args.seed, metric_options=metric_options,
         dataset_options=dataset_options, cache_dir=args.cache_dir, progress=not args.no_progress,
-        amp=args.amp, multires=args.multires)
-    result = run(spec)
+        amp=args.amp, multires=args.multires, isolate=args.isolate,
+        **({} if args.batch_timeout is None else {"batch_timeout": args.batch_timeout}))
+    with _stdout_to_stderr():  # what plugins print never lands in the leaderboard printed on stdout
+        result = run(spec)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 prints and writes everything
     if not args.no_leaderboard:

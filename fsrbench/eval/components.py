@@ -93,14 +93,15 @@ class Components:
     amp: str = "none"
     checkpoint_dir: str | None = None
     weights: dict[str, str] = field(default_factory=dict)  # method name -> --weights path
+    batch_timeout: float = 0.0  # seconds one batch of super_resolve may take (0: no limit); fsrbench.eval.isolate
 
     @classmethod
     def create(cls, protocol: str | Protocol = DEFAULT_PROTOCOL, device: str = "cpu", cache_dir: str | None = None,
                amp: str = "none", checkpoint_dir: str | None = None,
-               weights: dict[str, str] | None = None) -> "Components":
+               weights: dict[str, str] | None = None, batch_timeout: float = 0.0) -> "Components":
         return cls(protocol=get_protocol(protocol), device=resolve_device(device),
                    cache=Cache(cache_dir) if cache_dir else Cache(), amp=amp, checkpoint_dir=checkpoint_dir,
-                   weights=dict(weights or {}))
+                   weights=dict(weights or {}), batch_timeout=float(batch_timeout))
 
     # -- names -> ready objects -------------------------------------------------------------------
     def metrics(self, names: list[str] | None, options: dict[str, Any] | None = None,
@@ -122,6 +123,13 @@ class Components:
                 skipped.append({"metric": name, "reason": str(exc)})
                 log(f"metric {name}: skipped ({exc})")
                 continue
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a broken metric plugin is reported, the run goes on
+                why = f"{name} failed to set up: {type(exc).__name__}: {exc}"
+                skipped.append({"metric": name, "reason": why})
+                log(f"metric {name}: skipped ({why})")
+                continue
             out.append(m)
         return out, skipped
 
@@ -142,7 +150,9 @@ class Components:
             return m, None
         except Unavailable as exc:
             return None, str(exc)
-        except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, the run goes on
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a broken plugin (even one calling sys.exit) is reported
             return None, f"{name} failed to set up: {type(exc).__name__}: {exc}"
 
     # -- what a method receives ---------------------------------------------------------------------

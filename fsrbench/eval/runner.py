@@ -31,6 +31,7 @@ from fsrbench.data.multires import MultiRes, lr_sizes, pair_id, split_pair_id
 from fsrbench.dist import Group, local_rank
 from fsrbench.errors import PluginLoadError
 from fsrbench.eval.components import Components, load_plugins, resolve_methods
+from fsrbench.eval.isolate import DEFAULT_BATCH_TIMEOUT, IsolatedMethod, ready_method
 from fsrbench.eval.scorer import Cell, CellScorer
 from fsrbench.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 from fsrbench.results import (ID_COLUMNS, STATUS_COLUMNS, CellError, atomic_write_bytes, cell_dir, cell_dirs,
@@ -74,6 +75,8 @@ class RunSpec:
     progress: bool = True
     amp: str = "none"  # autocast precision for SR inference: none | bf16 | fp16 (part of every cell key)
     multires: str | None = None  # MR3 | MR7 | MR8: every image at every LR size of the set (UFVNet protocol)
+    isolate: str = "auto"  # where a method's code runs: auto | process | inline (fsrbench.eval.isolate)
+    batch_timeout: float = DEFAULT_BATCH_TIMEOUT  # seconds one batch of super_resolve may take (0: no limit)
 
 
 @dataclass
@@ -112,7 +115,7 @@ class Runner:
         if self.group.world > 1 and device in ("cuda", "auto"):
             device = f"cuda:{local_rank()}" if device == "cuda" else device
         self.components = Components.create(self.protocol, device, spec.cache_dir, spec.amp, spec.checkpoint_dir,
-                                            spec.weights)
+                                            spec.weights, spec.batch_timeout)
         self.device = self.components.device
         if self.group.world > 1 and self.device.type == "cuda":
             import torch
@@ -264,11 +267,21 @@ class Runner:
         dname = ds.display_name
         cdir = self.cell_dir(dname, scale, mname)
         ids = self._cell_ids(ds)
-        method, why = self.components.method(mname, scale)
+        method, why = ready_method(self.components, mname, scale, self.spec.isolate)
         if method is None:
             self.skipped.append({"dataset": dname, "scale": scale, "method": mname, "reason": why})
             self.log(f"skip {mname} x{scale} on {dname}: {why}")
             return
+        try:
+            self._score_and_write(ds, ids, scale, mname, method, metrics, cdir)
+        finally:
+            close = getattr(method, "close", None)
+            if isinstance(method, IsolatedMethod) and close is not None:
+                close()  # stop its worker process
+
+    def _score_and_write(self, ds: Dataset, ids: list[str], scale: int, mname: str, method: Any,
+                         metrics: list[Metric], cdir: Path) -> None:
+        dname = ds.display_name
         key = self._cell_key(ds, ids, scale, mname, method, metrics)
         if cdir.is_dir() and not self.spec.force:
             try:

@@ -25,8 +25,21 @@ from fsrbench.api import CellContext, Dataset, Method, Metric
 from fsrbench.data.multires import MultiRes
 from fsrbench.errors import DataError
 from fsrbench.eval.components import Components
+from fsrbench.eval.isolate import (IsolatedMethod, MethodCrashed, MethodRaised, MethodTimeout, call_guarded,
+                                   time_limit)
 from fsrbench.imageio import read_image, tensor_to_uint8, write_png
 from fsrbench.results import slug
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of a method's failure (the harness's own wrappers already say what happened)."""
+    if isinstance(exc, (MethodRaised, MethodCrashed)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def method_name(method: Any) -> str:
+    return str(getattr(method, "name", "") or type(method).__name__)
+
 
 # (image id, HR uint8 [H,W,3], per-image metadata; "_lr" holds a given LR image or None)
 Item = tuple[str, np.ndarray, dict[str, Any]]
@@ -43,6 +56,7 @@ class Cell:
     method_name: str
     method: Method
     srdir: Path | None = None
+    timed_out: str = ""  # set when a batch timed out: the method is not called again in this cell
 
 
 @dataclass
@@ -110,7 +124,12 @@ class CellScorer:
                 except (DataError, OSError, ValueError) as exc:
                     out.failures.append({"image_id": sid, "reason": f"data: {exc}"})
                     out.rows.append(self.row(cell, sid, "failed", f"data: {exc}", "", {}))
-            if good:
+            if good and cell.timed_out:
+                why = f"method: not run: {cell.timed_out} on an earlier batch of this cell"
+                for sid, _, _ in good:
+                    out.failures.append({"image_id": sid, "reason": why})
+                    out.rows.append(self.row(cell, sid, "failed", why, "", {}))
+            elif good:
                 out.extend(self.score_batch(cell, good))
             bar.update(len(chunk))
         bar.close()
@@ -150,8 +169,11 @@ class CellScorer:
         import torch
 
         batch = self.components.batch(method, sids, hr, scale, given_lr)
-        with self.components.autocast():
+        if isinstance(method, IsolatedMethod):  # its worker applies autocast and the time limit
             out = method.super_resolve(batch)
+        else:
+            with self.components.autocast(), time_limit(self.components.batch_timeout, method_name(method)):
+                out = call_guarded(method.super_resolve, batch)
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"super_resolve returned {type(out).__name__}, expected a torch.Tensor")
         want = (len(sids), 3, self.protocol.hr_size, self.protocol.hr_size)
@@ -179,7 +201,7 @@ class CellScorer:
         notes: list[str] = []
         for m in self.metrics:
             try:
-                cols = m.per_image(sr, hr, ctx)
+                cols = call_guarded(m.per_image, sr, hr, ctx)
             except Exception as exc:  # noqa: BLE001 - a failing metric costs its columns, not the run
                 notes.append(f"{m.name}: {type(exc).__name__}: {exc}")
                 if os.environ.get("FSRBENCH_DEBUG"):
@@ -215,13 +237,23 @@ class CellScorer:
                 res, n = self.infer(cell.method, [sids[i] for i in todo], hr[todo], cell.scale, [given[i] for i in todo])
                 for j, i in enumerate(todo):
                     sr[i], notes[i] = res[j], n[j]
+            except MethodTimeout as exc:  # no retry image by image: each would wait as long again
+                cell.timed_out = "the method timed out"
+                for i in todo:
+                    errors[i] = f"method: {exc}"
             except Exception:  # noqa: BLE001 - isolate the failing image(s) one by one
                 for i in todo:
+                    if cell.timed_out:
+                        errors[i] = f"method: not run: {cell.timed_out} on another image of this batch"
+                        continue
                     try:
                         res, n = self.infer(cell.method, [sids[i]], hr[i:i + 1], cell.scale, [given[i]])
                         sr[i], notes[i] = res[0], n[0]
+                    except MethodTimeout as exc:
+                        cell.timed_out = "the method timed out"
+                        errors[i] = f"method: {exc}"
                     except Exception as exc:  # noqa: BLE001
-                        errors[i] = f"method: {type(exc).__name__}: {exc}"
+                        errors[i] = f"method: {_describe(exc)}"
             for i in todo:
                 if notes[i] == "NaN/inf":
                     errors[i], notes[i] = "method: output contains NaN or inf", ""
@@ -255,7 +287,7 @@ class CellScorer:
         notes: list[str] = []
         for m in self.metrics:
             try:
-                s = m.summarize(ok, ctx)
+                s = call_guarded(m.summarize, ok, ctx)
             except Exception as exc:  # noqa: BLE001
                 notes.append(f"{m.name}: summary failed: {type(exc).__name__}: {exc}")
                 continue
