@@ -219,6 +219,9 @@ def resolve_config(method: Any, preset: str = "default", config_file: str | Path
     return cfg
 
 
+#: engine keys that hold true/false (a value such as "maybe" or 1 is refused, not silently taken as true)
+BOOLEAN_KEYS = ("flip", "rot90", "tensorboard", "find_unused_parameters")
+
 #: keys other code bases use for engine settings -> the engine's name
 RENAMED = {"iterations": "steps", "hflip": "flip", "max_steps": "steps", "num_epochs": "epochs"}
 
@@ -230,6 +233,15 @@ def validate(cfg: Mapping[str, Any]) -> None:
                           "method's YAML (engine keys: docs/training.md)")
     if cfg.get("steps") is None and cfg.get("epochs") is None:
         raise ConfigError("config sets neither `steps` nor `epochs`; set one (e.g. --set steps=1000)")
+    for key in ("steps", "epochs"):
+        v = cfg.get(key)
+        whole = isinstance(v, int) or (isinstance(v, float) and v.is_integer())  # 1e3 arrives as 1000.0
+        if v is not None and (isinstance(v, bool) or not whole or v < 1):
+            raise ConfigError(f"{key}={v!r}: must be a whole number of at least 1 (e.g. --set {key}=1000), or null to "
+                              f"let {'epochs' if key == 'steps' else 'steps'} decide")
+    for key in BOOLEAN_KEYS:
+        if key in cfg and cfg[key] is not None and not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key}={cfg[key]!r}: must be true or false (e.g. --set {key}=false)")
     if cfg.get("amp") not in ("none", "bf16", "fp16", None):
         raise ConfigError(f"amp={cfg.get('amp')!r}: use none, bf16 or fp16")
     if cfg.get("lr_schedule") not in ("multistep", "cosine", "constant"):

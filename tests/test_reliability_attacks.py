@@ -514,3 +514,56 @@ def test_item09_an_isolated_method_gives_the_same_bytes_as_inline(tmp_path):
     b = run(_spec(tmp_path / "b", methods=["nearest"], plugins=plug, isolate="inline"), **QUIET)
     assert a.metrics["cells"] == b.metrics["cells"]
     assert (tmp_path / "a" / "per_image.csv").read_bytes() == (tmp_path / "b" / "per_image.csv").read_bytes()
+
+
+# ------------------------------------------------------------------------------------------------
+# 10. argument validation: exit 2 naming the option and the fix
+# ------------------------------------------------------------------------------------------------
+RUN_ARGS = {  # the campaign's arguments -> words the message must hold
+    ("--scales", "0"): "valid scales: 2, 4, 8, 16, 32",
+    ("--scales", "-4"): "scale x-4 cannot be evaluated",
+    ("--scales", "1"): "scale x1 cannot be evaluated",
+    ("--scales", "128"): "scale x128 cannot be evaluated",
+    ("--scales", "x"): "--scales expects whole numbers",
+    ("--scales", ","): "--scales is empty",
+    ("--limit", "0"): "--limit must be a whole number of at least 1",
+    ("--limit", "-3"): "--limit must be a whole number of at least 1",
+    ("--batch-size", "0"): "--batch-size must be a whole number of at least 1",
+    ("--batch-size", "-2"): "--batch-size must be a whole number of at least 1",
+    ("--weights", "nosuch=/x"): "--weights nosuch=...: unknown method 'nosuch'",
+    ("--weights", "srcnn=/x"): "srcnn is not one of this run's methods (bicubic); add it to --methods",
+    ("--methods", ","): "--methods is empty",
+    ("--metrics", ","): "--metrics is empty",
+    ("--datasets", ","): "--datasets is empty",
+    ("--device", "tpu"): "--device 'tpu' is not a device torch knows; use cpu, cuda, cuda:N or auto",
+    ("--batch-timeout", "-1"): "--batch-timeout must be a number of seconds >= 0",
+}
+
+
+@pytest.mark.parametrize("option,value", list(RUN_ARGS))
+def test_item10_run_arguments_are_validated(tmp_path, capsys, option, value):
+    args = {"--methods": "bicubic", "--scales": "8", "--metrics": "psnr", "--limit": "2", "--out": str(tmp_path / "r")}
+    args[option] = value
+    code, out, err = _main(capsys, "run", *[x for kv in args.items() for x in kv], "--no-progress")
+    assert code == 2, err
+    assert RUN_ARGS[(option, value)] in err and "Traceback" not in err, err
+    assert out == "" and not (tmp_path / "r" / "cells").exists()
+
+
+TRAIN_SETS = {"steps=0": "steps=0: must be a whole number of at least 1", "steps=-5": "steps=-5: must be",
+              "epochs=0": "epochs=0: must be", "flip=maybe": "flip='maybe': must be true or false",
+              "tensorboard=1": "tensorboard=1: must be true or false"}
+
+
+@pytest.mark.parametrize("item", list(TRAIN_SETS))
+def test_item10_train_arguments_are_validated(tmp_path, capsys, item, restore_registry):
+    code, _, err = _main(capsys, "train", "tiny-test", "--plugin", TINY, "--scale", "8", "--dataset", "demo",
+                         "--out", tmp_path / "t", "--set", item, "--no-progress")
+    assert code == 2 and TRAIN_SETS[item] in err and "Traceback" not in err, err
+    assert not list((tmp_path / "t").glob("step_*")) if (tmp_path / "t").exists() else True
+
+
+def test_item10_train_device_is_validated(tmp_path, capsys, restore_registry):
+    code, _, err = _main(capsys, "train", "tiny-test", "--plugin", TINY, "--scale", "8", "--dataset", "demo",
+                         "--out", tmp_path / "t", "--device", "tpu", "--no-progress")
+    assert code == 2 and "--device 'tpu' is not a device torch knows" in err and "Traceback" not in err

@@ -14,6 +14,13 @@ def _csv(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
+def _ints(s: str, option: str) -> list[int]:
+    try:
+        return [int(x) for x in _csv(s)]
+    except ValueError:
+        raise ValueError(f"{option} expects whole numbers separated by commas (e.g. 4,8); got {s!r}") from None
+
+
 def _kv(items: list[str], what: str) -> dict[str, str]:
     out = {}
     for it in items:
@@ -150,7 +157,7 @@ def main(args: argparse.Namespace) -> int:
     if args.split:
         dataset_options["split"] = args.split
     spec = RunSpec(
-        methods=_csv(args.methods), datasets=_csv(args.datasets), scales=[int(s) for s in _csv(args.scales)],
+        methods=_csv(args.methods), datasets=_csv(args.datasets), scales=_ints(args.scales, "--scales"),
         metrics=_csv(args.metrics) if args.metrics else None, protocol=args.protocol, out=args.out or "",
         batch_size=args.batch_size, device=args.device, force=args.force, strict=args.strict,
         weights=_kv(args.weights, "--weights"), checkpoint_dir=args.checkpoint_dir, plugins=args.plugin,

@@ -44,6 +44,10 @@ def handler(args: argparse.Namespace) -> int:
     from fsrbench.recipes import config_hash, dump_yaml, resolve_config
     from fsrbench.train.loop import TrainingDiverged, train
 
+    if args.device != "auto":
+        from fsrbench.eval.components import resolve_device
+
+        resolve_device(args.device)  # an unknown device is a clear exit 2, not a traceback from torch
     for spec in args.plugin:
         load_plugin(spec, "methods", override=args.plugin_override)
     method = instantiate(methods.get(args.method))

@@ -40,9 +40,15 @@ def resolve_device(device: str) -> Any:
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a device torch knows; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
         raise Unavailable(f"--device {device} was asked for but torch sees no CUDA device; use --device cpu")
-    return torch.device(device)
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device!r}: fsrbench runs on cpu, cuda, cuda:N or auto")
+    return dev
 
 
 def resolve_methods(names: list[str]) -> list[str]:

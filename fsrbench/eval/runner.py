@@ -29,9 +29,9 @@ from fsrbench.api import Dataset, Method, Metric
 from fsrbench.data import open_dataset
 from fsrbench.data.multires import MultiRes, lr_sizes, pair_id, split_pair_id
 from fsrbench.dist import Group, local_rank
-from fsrbench.errors import PluginLoadError
+from fsrbench.errors import PluginLoadError, RegistryError, unknown_name_message
 from fsrbench.eval.components import Components, load_plugins, resolve_methods
-from fsrbench.eval.isolate import DEFAULT_BATCH_TIMEOUT, IsolatedMethod, ready_method
+from fsrbench.eval.isolate import DEFAULT_BATCH_TIMEOUT, ISOLATE_MODES, IsolatedMethod, ready_method
 from fsrbench.eval.scorer import Cell, CellScorer
 from fsrbench.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 from fsrbench.results import (ID_COLUMNS, STATUS_COLUMNS, CellError, atomic_write_bytes, cell_dir, cell_dirs,
@@ -105,8 +105,9 @@ class Runner:
     def __init__(self, spec: RunSpec, log: Any = None) -> None:
         self.spec = spec
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
-        self.plugin_errors: list[dict[str, str]] = load_plugins(spec.plugins, self.log, spec.plugin_override)
         self.protocol: Protocol = get_protocol(spec.protocol)
+        validate_spec(spec, self.protocol)
+        self.plugin_errors: list[dict[str, str]] = load_plugins(spec.plugins, self.log, spec.plugin_override)
         self.out = Path(spec.out or default_out(spec)).expanduser()
         self.group = Group()
         if not self.group.is_main:
@@ -122,8 +123,6 @@ class Runner:
 
             torch.cuda.set_device(self.device)
         self.cache = self.components.cache
-        for s in spec.scales:
-            self.protocol.lr_size(s)
         if spec.multires:
             lr_sizes(spec.multires)  # unknown set names fail here, before any work
         self.skipped: list[dict[str, Any]] = []
@@ -173,6 +172,13 @@ class Runner:
         self.scorer = self.scorer_class(self.components, metrics, dict(self.spec.metric_options, seed=self.spec.seed),
                                  progress=self.spec.progress)
         method_names = resolve_methods(self.spec.methods)
+        for name in self.spec.weights:
+            if name not in method_names:
+                if name not in reg.methods:
+                    raise RegistryError(f"--weights {name}=...: " + unknown_name_message("methods", name,
+                                                                                        reg.methods.names()))
+                raise ValueError(f"--weights {name}=...: {name} is not one of this run's methods "
+                                 f"({', '.join(method_names)}); add it to --methods or drop that --weights")
         datasets = []
         for dspec in self.spec.datasets:
             ds = open_dataset(dspec, **self.spec.dataset_options)
@@ -399,6 +405,34 @@ class Runner:
                                "misses": self.cache.misses, "bad_entries_replaced": self.cache.bad_entries},
         }
         atomic_write_bytes(self.out / "run.json", json_bytes(doc))
+
+
+def _positive_int(value: Any, option: str, fix: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{option} must be a whole number of at least 1, got {value!r}; {fix}")
+
+
+def validate_spec(spec: RunSpec, protocol: Protocol) -> None:
+    """ValueError naming the option and the fix for a run that cannot be meant: empty --methods/--datasets/
+    --metrics/--scales, scales the protocol cannot evaluate, --limit/--batch-size below 1, a negative
+    --batch-timeout, an unknown --isolate (devices are checked when resolved, --weights against the methods)."""
+    for option, values, fix in (("--methods", spec.methods, "name at least one method, or all"),
+                                ("--datasets", spec.datasets, "name at least one dataset, e.g. demo"),
+                                ("--scales", spec.scales, "give at least one scale, e.g. 4,8")):
+        if not values or any(isinstance(v, str) and not v.strip() for v in values):
+            raise ValueError(f"{option} is empty (got {','.join(map(str, values or []))!r}); {fix}")
+    if spec.metrics is not None and (not spec.metrics or any(not str(m).strip() for m in spec.metrics)):
+        raise ValueError(f"--metrics is empty (got {','.join(spec.metrics)!r}); name at least one metric, or leave "
+                         "the option out for every metric")
+    for s in spec.scales:
+        protocol.lr_size(s)
+    if spec.limit is not None:
+        _positive_int(spec.limit, "--limit", "leave the option out to use every image")
+    _positive_int(spec.batch_size, "--batch-size", "e.g. --batch-size 16")
+    if not isinstance(spec.batch_timeout, (int, float)) or not spec.batch_timeout >= 0:
+        raise ValueError(f"--batch-timeout must be a number of seconds >= 0 (0 = no limit), got {spec.batch_timeout!r}")
+    if spec.isolate not in ISOLATE_MODES:
+        raise ValueError(f"--isolate {spec.isolate!r}: use one of {', '.join(ISOLATE_MODES)}")
 
 
 def by_lr_size(ok: pd.DataFrame, columns: list[str]) -> dict[str, dict[str, float]]:

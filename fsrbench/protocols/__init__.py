@@ -87,9 +87,22 @@ class Protocol:
             return int(scale)
         return int(crop)
 
+    def valid_scales(self) -> list[int]:
+        """Scale factors this protocol can evaluate: integers >= 2 that divide ``hr_size``, give an LR image of at
+        least 2x2 pixels and leave the metrics an image of at least the SSIM window after their border crop."""
+        window = int((self.metric.get("ssim") or {}).get("size", 11))
+        return [s for s in range(2, self.hr_size // 2 + 1)
+                if self.hr_size % s == 0 and self.hr_size - 2 * self.crop_border(s) >= window]
+
     def lr_size(self, scale: int) -> int:
-        if self.hr_size % scale:
-            raise ValueError(f"scale x{scale} does not divide the HR size {self.hr_size}")
+        """The LR side at ``scale``; ValueError listing the valid scales for any other scale (0, 1, negative,
+        non-divisors, or one whose border crop would leave the metrics no image)."""
+        valid = self.valid_scales()
+        if isinstance(scale, bool) or not isinstance(scale, int) or scale not in valid:
+            raise ValueError(f"scale x{scale} cannot be evaluated under protocol {self.id} (HR {self.hr_size}x"
+                             f"{self.hr_size}): a scale is an integer >= 2 that divides {self.hr_size}, gives an LR image "
+                             f"of at least 2x2 and leaves the metrics an image after their border crop; valid scales: "
+                             f"{', '.join(map(str, valid))} (the protocol's own: {', '.join(map(str, self.scales))})")
         return self.hr_size // scale
 
     def card(self) -> dict[str, Any]:
