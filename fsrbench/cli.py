@@ -6,6 +6,7 @@ adds sets ``func`` (``args -> int`` exit status). New commands are added by drop
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import pkgutil
@@ -34,6 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_message(exc: OSError, command: str | None) -> str:
+    """What went wrong writing or reading which file, and what to do (results are written atomically, so what
+    was complete stays and the same command continues)."""
+    where = exc.filename or "a file"
+    again = ("continue with the same command plus --resume (the last complete checkpoint is kept)"
+             if command == "train" else "run the same command again: complete results are kept and it resumes")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device while writing {where}; free some space (or choose another --out), then {again}"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {where} ({exc.strerror}); choose a writable --out or fix the permissions, then {again}"
+    return f"{where}: {exc.strerror or exc}; fix that, then {again}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -44,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (RegistryError, PluginLoadError, Unavailable, FileNotFoundError, ValueError) as exc:
         print(f"fsrbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only or vanished folder: the file and the fix, no traceback
+        print(f"fsrbench {args.command}: error: {os_error_message(exc, args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume", file=sys.stderr)

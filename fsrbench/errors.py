@@ -9,9 +9,10 @@ re-exported where plugin authors first met them (``fsrbench.Unavailable``, ``fsr
 from __future__ import annotations
 
 import difflib
+import pickle
 
 __all__ = ["ConfigError", "DataError", "PluginLoadError", "ProtocolError", "RecipeError", "RegistryError",
-           "TrainingDiverged", "Unavailable", "unknown_name_message"]
+           "TrainingDiverged", "Unavailable", "UnsafeFile", "unknown_name_message"]
 
 
 class Unavailable(RuntimeError):
@@ -43,6 +44,11 @@ class ConfigError(ValueError):
 
 class RecipeError(ValueError):
     """A reference-weights recipe file or a stage reference is wrong; the message names it."""
+
+
+class UnsafeFile(ValueError, pickle.UnpicklingError):
+    """A torch file that holds more than tensors and plain data (loading it could run code), or that cannot be
+    read; it was not loaded.  The message names the file and the fix (never "load it unsafely")."""
 
 
 class TrainingDiverged(RuntimeError):

@@ -63,6 +63,11 @@ def atomic_path(path: str | os.PathLike[str], fsync: bool = True) -> Iterator[Pa
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, p)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename in (None, str(tmp)):  # name the file being written, not its temporary
+            raise OSError(exc.errno, exc.strerror or str(exc), str(p)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from fsrbench.errors import Unavailable
+from fsrbench.errors import Unavailable, UnsafeFile
 from fsrbench.recipes import resolve_config
 
 CARD_FORMAT = "fsrbench-weights/1"
@@ -95,6 +95,29 @@ def verify(card: Mapping[str, Any]) -> Path:
         raise ValueError(f"{w}: SHA-256 {digest[:16]}… does not match its card {card['_path']} "
                          f"({str(card['sha256'])[:16]}…); the file is corrupt or was replaced — re-copy or retrain")
     return w
+
+
+def safe_torch_load(path: str | Path, fix: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; a file holding other Python objects (a pickle that could run code)
+    or an unreadable one raises :class:`UnsafeFile` naming the file and ``fix`` — torch's own advice to load it
+    with ``weights_only=False`` is never passed on."""
+    import pickle
+    import re
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (it refers to {found.group(1)})" if found else ""
+        raise UnsafeFile(f"{path}: refused to load: it holds Python objects other than tensors and plain data{what}, "
+                         f"and loading those could run code; fsrbench never writes such files. {fix}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UnsafeFile(f"{path}: unreadable ({first}). {fix}") from None
 
 
 def load_weights(model: Any, path: str | Path, device: Any = "cpu") -> None:
@@ -238,7 +261,7 @@ def read_state_dict(path: str | Path, nested: tuple[str, ...] = ("model", "state
 
         state = load_file(str(p))
     else:
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        state = safe_torch_load(p, "Use a .safetensors file or a trusted state dict saved with tensors only.")
         for key in nested:
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]

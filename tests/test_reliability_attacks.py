@@ -567,3 +567,115 @@ def test_item10_train_device_is_validated(tmp_path, capsys, restore_registry):
     code, _, err = _main(capsys, "train", "tiny-test", "--plugin", TINY, "--scale", "8", "--dataset", "demo",
                          "--out", tmp_path / "t", "--device", "tpu", "--no-progress")
     assert code == 2 and "--device 'tpu' is not a device torch knows" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------
+# 11. a full disk, a malicious state.pt
+# ------------------------------------------------------------------------------------------------
+class _FullDisk:
+    """``open`` for fsrbench.results: files opened for writing raise ENOSPC once ``budget`` bytes are written in
+    total, or as soon as a file whose name holds ``when`` is written."""
+
+    def __init__(self, budget: int = 1 << 60, when: str = "") -> None:
+        self.left, self.when, self.hit = budget, when, False
+
+    def __call__(self, path, mode="r", *a, **kw):
+        import builtins
+        import errno
+
+        fh = builtins.open(path, mode, *a, **kw)
+        if "w" not in mode:
+            return fh
+        outer, real_write = self, fh.write
+
+        def write(data):
+            n = len(memoryview(data).cast("B")) if not isinstance(data, str) else len(data)
+            if (outer.when and outer.when in str(path)) or n > outer.left:
+                outer.hit = True
+                raise OSError(errno.ENOSPC, "No space left on device")
+            outer.left -= n
+            return real_write(data)
+
+        fh.write = write
+        return fh
+
+
+def _no_partial_files(d: Path) -> None:
+    assert not [p for p in d.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".cell-")]
+
+
+def test_item11_a_full_disk_mid_run_is_exit_2_and_the_rerun_completes(tmp_path, capsys, monkeypatch):
+    from fsrbench import results
+
+    clean = tmp_path / "clean"
+    run(_spec(clean, methods=["bicubic", "hr-oracle"], scales=[4, 8]), **QUIET)
+    out = tmp_path / "r"
+    args = ["run", "--methods", "bicubic,hr-oracle", "--scales", "4,8", "--metrics", "psnr", "--limit", "4",
+            "--batch-size", "4", "--out", out, "--no-progress", "--no-leaderboard"]
+    full = _FullDisk(budget=150_000)
+    monkeypatch.setattr(results, "open", full, raising=False)
+    code, _, err = _main(capsys, *args)
+    monkeypatch.undo()
+    assert full.hit and code == 2 and "Traceback" not in err
+    assert "no space left on the device while writing " + str(out) in err and "run the same command again" in err
+    _no_partial_files(out)
+    for cell in (out / "cells").glob("*/x*/*"):
+        from fsrbench.results import verify_cell
+
+        verify_cell(cell)  # every visible cell is complete
+    code, _, err = _main(capsys, *args)
+    assert code == 0, err
+    assert (out / "per_image.csv").read_bytes() == (clean / "per_image.csv").read_bytes()
+    assert (out / "metrics.json").read_bytes() == (clean / "metrics.json").read_bytes()
+
+
+def _train_args(out: Path, images: Path, *extra: str) -> list[str]:
+    return ["train", "tiny-test", "--plugin", TINY, "--no-progress", "--scale", "8", "--dataset", f"folder:{images}",
+            "--device", "cpu", "--out", str(out), "--set", "val_holdout=0", *extra]
+
+
+def test_item11_a_full_disk_during_a_checkpoint_leaves_no_half_checkpoint(tmp_path, capsys, monkeypatch, train_images,
+                                                                         restore_registry, one_torch_thread):
+    from fsrbench import results
+
+    out = tmp_path / "t"
+    full = _FullDisk(when="step_00000008.state.pt")
+    monkeypatch.setattr(results, "open", full, raising=False)
+    code, _, err = _main(capsys, *_train_args(out, train_images))
+    monkeypatch.undo()
+    assert full.hit and code == 2 and "Traceback" not in err and "inline_container" not in err
+    assert f"no space left on the device while writing {out / 'step_00000008.state.pt'}" in err and "--resume" in err
+    assert sorted(p.name for p in out.glob("step_*")) == [f"step_00000004.{s}" for s in ("card.json", "safetensors",
+                                                                                           "state.pt")]
+    _no_partial_files(out)
+    code, _, err = _main(capsys, *_train_args(out, train_images, "--resume"))
+    assert code == 0, err
+    assert [p.name for p in sorted(out.glob("step_*.card.json"))] == ["step_00000008.card.json", "step_00000012.card.json"]
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_item11_a_malicious_state_on_resume_is_refused_with_the_fix(tmp_path, capsys, train_images, restore_registry,
+                                                                    one_torch_thread):
+    import torch
+
+    out = tmp_path / "t"
+    code, _, err = _main(capsys, *_train_args(out, train_images, "--set", "steps=4"))
+    assert code == 0, err
+    marker = tmp_path / "pwned"
+    state = out / "step_00000004.state.pt"
+    torch.save({"step": 4, "optimizer": _Payload(marker)}, state)
+    code, _, err = _main(capsys, *_train_args(out, train_images, "--set", "steps=8", "--resume"))
+    assert code == 2 and "Traceback" not in err and not marker.exists()
+    assert f"{state}: refused to load" in err and "posix.system" in err and "could run code" in err
+    assert "Delete step_00000004.card.json" in err and "--out NEW_DIR" in err
+    assert "weights_only" not in err  # torch's advice to load it unsafely is never passed on
+    state.write_bytes(state.read_bytes()[:100])  # and a damaged one: the same kind of answer
+    code, _, err = _main(capsys, *_train_args(out, train_images, "--set", "steps=8", "--resume"))
+    assert code == 2 and f"{state}: unreadable" in err and "Traceback" not in err

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import random
@@ -35,9 +36,10 @@ import torch
 from fsrbench._version import __version__
 from fsrbench.results import atomic_file, atomic_path, atomic_write_text, run_lock
 # the reading side moved to fsrbench.weights (evaluation uses it); these names stay importable from here
+from fsrbench.errors import UnsafeFile
 from fsrbench.weights import (CARD_FORMAT, DEFAULT_CHECKPOINT_DIR, WEIGHTS_GROUP, find_cards,  # noqa: F401
-                              load_for_eval, load_weights, read_card, select_card, sha256_file, train_command,
-                              verify, weight_package_dirs, weights_path)
+                              load_for_eval, load_weights, read_card, safe_torch_load, select_card, sha256_file,
+                              train_command, verify, weight_package_dirs, weights_path)
 
 STEP_RE = re.compile(r"^step_(\d{8})\.card\.json$")
 
@@ -46,8 +48,12 @@ STEP_RE = re.compile(r"^step_(\d{8})\.card\.json$")
 # small file helpers
 # ------------------------------------------------------------------------------------------------
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` into memory first, then one atomic write: a full disk is a plain OSError naming ``path``
+    (torch's own writer reports it as "enforce fail at inline_container.cc")."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     with atomic_file(path) as fh:
-        torch.save(obj, fh)
+        fh.write(buf.getbuffer())
 
 
 def save_weights(model: torch.nn.Module, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> str:
@@ -184,12 +190,18 @@ def write_checkpoint(run_dir: str | Path, *, step: int, model: torch.nn.Module, 
     d = Path(run_dir)
     d.mkdir(parents=True, exist_ok=True)
     base = step_name(step)
-    atomic_torch_save(dict(state), d / f"{base}.state.pt")
-    digest = save_weights(unwrap(model), d / f"{base}.safetensors",
-                          {"method": str(card["method"]), "scale": str(card["scale"]), "step": str(step)})
-    card = dict(card, weights=f"{base}.safetensors", sha256=digest, kind="step", step=int(step))
     card_path = d / f"{base}.card.json"
-    atomic_write_text(card_path, json.dumps(card, indent=2, sort_keys=True, default=str))
+    try:
+        atomic_torch_save(dict(state), d / f"{base}.state.pt")
+        digest = save_weights(unwrap(model), d / f"{base}.safetensors",
+                              {"method": str(card["method"]), "scale": str(card["scale"]), "step": str(step)})
+        card = dict(card, weights=f"{base}.safetensors", sha256=digest, kind="step", step=int(step))
+        atomic_write_text(card_path, json.dumps(card, indent=2, sort_keys=True, default=str))
+    except BaseException:  # e.g. a full disk: no half checkpoint stays behind (the earlier ones are intact)
+        if not card_path.is_file():
+            for suffix in (".safetensors", ".state.pt"):
+                Path(str(d / base) + suffix).unlink(missing_ok=True)
+        raise
     prune(d, keep_last)
     return card_path
 
@@ -253,4 +265,14 @@ def latest_resumable(run_dir: str | Path) -> tuple[dict[str, Any], Path] | None:
 
 
 def load_state(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """A checkpoint's training state (``torch.load(weights_only=True)``); a file holding other Python objects or
+    an unreadable one raises :class:`fsrbench.errors.UnsafeFile` (a ValueError and an UnpicklingError) naming the
+    file and how to resume without it."""
+    p = Path(path)
+    stem = p.name.removesuffix(".state.pt")
+    state = safe_torch_load(p, f"Delete {stem}.card.json (with {stem}.safetensors and {p.name}) to resume from the "
+                               f"checkpoint before it, or start a new run with --out NEW_DIR.", map_location)
+    if not isinstance(state, dict) or not {"step", "epoch", "offset", "optimizer"} <= set(state):
+        raise UnsafeFile(f"{p}: not a training state written by fsrbench train (keys missing). Delete {stem}.card.json "
+                         "to resume from the checkpoint before it, or start a new run with --out NEW_DIR.")
+    return state
