@@ -298,14 +298,17 @@ def gather(out: Path, protocol_card: dict[str, Any], skipped: list[dict[str, Any
         for c in ("error", "note"):
             if c in per_image:
                 per_image[c] = per_image[c].fillna("")
+    table_bytes = per_image.to_csv(index=False, lineterminator="\n").encode()
     metrics_doc = {
         "fsrbench": {"results_format": RESULTS_FORMAT},
         "protocol": protocol_card,
         "cells": [{k: v for k, v in d.items() if k not in ("cell_key", "integrity")} for d in summaries],
         "skipped": sorted(skipped, key=lambda s: (s["dataset"], s["scale"], s["method"])),
         "skipped_metrics": sorted(skipped_metrics, key=lambda s: s["metric"]),
+        # the per_image.csv written with it: a reader can tell when a kill left the two from different moments
+        "per_image_sha256": _sha256(table_bytes),
     }
-    write_csv_atomic(Path(out) / "per_image.csv", per_image)
+    atomic_write_bytes(Path(out) / "per_image.csv", table_bytes)
     atomic_write_bytes(Path(out) / "metrics.json", json_bytes(metrics_doc))
     return per_image, metrics_doc, skipped
 
@@ -316,11 +319,20 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Any, dict[str, Any] |
     path = run_dir / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `fsrbench run --out {run_dir}` first")
-    doc = load_json(path)
+    again = f"run the same `fsrbench run --out {run_dir}` again to regenerate it (finished cells are reused)"
+    try:
+        doc = load_json(path)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not readable as JSON ({exc}); {again}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("cells"), list):
+        raise ValueError(f"{path}: not an fsrbench metrics file (no list of cells); {again}")
     per_image = None
     pi = run_dir / "per_image.csv"
     if not pi.is_file() and (run_dir / "per_image.csv.gz").is_file():
         pi = run_dir / "per_image.csv.gz"  # stored results (leaderboards/results) keep a trimmed, gzipped copy
+    elif pi.is_file() and doc.get("per_image_sha256") and _sha256(pi.read_bytes()) != doc["per_image_sha256"]:
+        raise ValueError(f"{pi} and {path} were written by different runs (one was interrupted between writing "
+                         f"them); {again}")
     if pi.is_file():
         per_image = read_per_image(pi)
     profile = load_json(run_dir / "profile.json") if (run_dir / "profile.json").is_file() else None

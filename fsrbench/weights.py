@@ -82,7 +82,15 @@ def read_card(path: str | Path) -> dict[str, Any]:
 
 
 def weights_path(card: Mapping[str, Any]) -> Path:
-    return Path(card["_path"]).parent / card["weights"]
+    """The weights file a card names, beside it; ValueError when the name leaves the card's folder (absolute,
+    ``..``) — a card must never make fsrbench read or hash files elsewhere."""
+    rel = card.get("weights")
+    parts = Path(rel).parts if isinstance(rel, str) else ()
+    if not parts or Path(rel).is_absolute() or ".." in parts or "\\" in rel:
+        raise ValueError(f"{card.get('_path')}: its weights file {rel!r} is not a file in the card's folder; a card "
+                         "names the weights file beside it (e.g. \"weights\": \"step_00001000.safetensors\"): fix "
+                         "the card, or pass the weights file itself with --weights METHOD=FILE.safetensors")
+    return Path(card["_path"]).parent / rel
 
 
 def verify(card: Mapping[str, Any]) -> Path:

@@ -679,3 +679,113 @@ def test_item11_a_malicious_state_on_resume_is_refused_with_the_fix(tmp_path, ca
     state.write_bytes(state.read_bytes()[:100])  # and a damaged one: the same kind of answer
     code, _, err = _main(capsys, *_train_args(out, train_images, "--set", "steps=8", "--resume"))
     assert code == 2 and f"{state}: unreadable" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------
+# 12. weight cards pointing outside their folder; results written under the lock; the gathered pair
+# ------------------------------------------------------------------------------------------------
+def _srcnn_weights(path: Path) -> dict:
+    from fsrbench.train.checkpoints import save_weights
+    from fsrbench.train.config import resolve_config
+    from fsrbench_baselines.srcnn import SRCNNMethod
+
+    cfg = resolve_config(SRCNNMethod(), "default")
+    digest = save_weights(SRCNNMethod().build_model(8, cfg), path)
+    return {"format": "fsrbench-weights/1", "method": "srcnn", "scale": 8, "kind": "best", "step": 1,
+            "sha256": digest, "config": cfg, "created_ns": 1}
+
+
+@pytest.mark.parametrize("where", ["../outside.safetensors", "ABSOLUTE", "sub/../../outside.safetensors"])
+def test_item12_a_card_cannot_point_outside_its_folder(tmp_path, where, monkeypatch):
+    import fsrbench.weights as W
+
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    outside = tmp_path / "outside.safetensors"
+    card = _srcnn_weights(outside)  # a valid file, with the right SHA-256: only its place is wrong
+    card["weights"] = str(outside) if where == "ABSOLUTE" else where
+    (cards / "srcnn-x8.card.json").write_text(json.dumps(card))
+    hashed: list[str] = []
+    real = W.sha256_file
+    monkeypatch.setattr(W, "sha256_file", lambda p: hashed.append(str(p)) or real(p))
+    res = run(_spec(tmp_path / "r", methods=["srcnn"], weights={"srcnn": str(cards)}), **QUIET)
+    assert not res.metrics["cells"] and res.skipped[0]["method"] == "srcnn"
+    assert "is not a file in the card's folder" in res.skipped[0]["reason"]
+    assert str(outside) not in hashed and not any("outside" in h for h in hashed)
+    # the same card with the file beside it is used
+    card["weights"] = "inside.safetensors"
+    outside.rename(cards / "inside.safetensors")
+    (cards / "srcnn-x8.card.json").write_text(json.dumps(card))
+    res = run(_spec(tmp_path / "r2", methods=["srcnn"], weights={"srcnn": str(cards)}), **QUIET)
+    assert [c["method"] for c in res.metrics["cells"]] == ["srcnn"]
+
+
+def _lock_is_held(out: Path) -> bool:
+    import fcntl
+
+    with open(out / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+def test_item12_leaderboard_md_is_written_under_the_lock_atomically(tmp_path, capsys, monkeypatch):
+    import fsrbench.leaderboard as lb
+
+    out = tmp_path / "r"
+    seen: list[bool] = []
+    real = lb.leaderboard
+
+    def spy(run_dir, *a, **kw):
+        seen.append(_lock_is_held(Path(run_dir)))
+        return real(run_dir, *a, **kw)
+
+    monkeypatch.setattr(lb, "leaderboard", spy)
+    code, text, err = _main(capsys, "run", "--methods", "bicubic", "--scales", "8", "--metrics", "psnr", "--limit",
+                            "2", "--out", out, "--no-progress")
+    assert code == 0, err
+    assert seen == [True]
+    assert (out / "leaderboard.md").read_text() == real(out) and text.rstrip("\n") == real(out).rstrip("\n")
+    _no_partial_files(out)
+
+
+def test_item12_a_kill_between_the_gathered_files_is_detected_not_rendered(tmp_path, capsys, monkeypatch):
+    from fsrbench import results
+    from fsrbench.leaderboard import leaderboard
+
+    clean = tmp_path / "clean"
+    run(_spec(clean, methods=["bicubic", "hr-oracle"]), **QUIET)
+    out = tmp_path / "r"
+    run(_spec(out, methods=["bicubic"]), **QUIET)
+    real = results.atomic_write_bytes
+
+    def killed_before_metrics(path, data):
+        if Path(path).name == "metrics.json" and Path(path).parent == out:
+            raise KeyboardInterrupt  # as if the process died right here
+        return real(path, data)
+
+    monkeypatch.setattr(results, "atomic_write_bytes", killed_before_metrics)
+    with pytest.raises(KeyboardInterrupt):
+        run(_spec(out, methods=["bicubic", "hr-oracle"]), **QUIET)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="were written by different runs"):
+        leaderboard(out)
+    code, _, err = _main(capsys, "leaderboard", out)
+    assert code == 2 and "run the same `fsrbench run --out" in err and "Traceback" not in err
+    res = run(_spec(out, methods=["bicubic", "hr-oracle"]), **QUIET)  # the next run makes the pair whole again
+    assert res.cached and not res.computed
+    assert (out / "per_image.csv").read_bytes() == (clean / "per_image.csv").read_bytes()
+    assert (out / "metrics.json").read_bytes() == (clean / "metrics.json").read_bytes()
+    assert leaderboard(out) == leaderboard(clean)
+
+
+def test_item12_a_metrics_file_that_is_not_one_is_exit_2(tmp_path, capsys):
+    out = tmp_path / "r"
+    run(_spec(out), **QUIET)
+    for junk in ("[1, 2]", "{not json"):
+        (out / "metrics.json").write_text(junk)
+        code, _, err = _main(capsys, "leaderboard", out)
+        assert code == 2 and str(out / "metrics.json") in err and "Traceback" not in err

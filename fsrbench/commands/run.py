@@ -132,6 +132,7 @@ def _stdout_to_stderr() -> Iterator[None]:
 def main(args: argparse.Namespace) -> int:
     from fsrbench.eval.runner import RunSpec, run
     from fsrbench.report.leaderboard import leaderboard
+    from fsrbench.results import atomic_write_text
 
     if args.workers > 1 and "RANK" not in os.environ:
         return _relaunch_with_torchrun(args.workers)
@@ -166,14 +167,19 @@ def main(args: argparse.Namespace) -> int:
         dataset_options=dataset_options, cache_dir=args.cache_dir, progress=not args.no_progress,
         amp=args.amp, multires=args.multires, isolate=args.isolate,
         **({} if args.batch_timeout is None else {"batch_timeout": args.batch_timeout}))
+    board: list[str] = []
+
+    def write_board(res: Any) -> None:  # under the results directory's lock, atomically
+        if not args.no_leaderboard:
+            board.append(leaderboard(res.out))
+            atomic_write_text(res.out / "leaderboard.md", board[0])
+
     with _stdout_to_stderr():  # what plugins print never lands in the leaderboard printed on stdout
-        result = run(spec)
+        result = run(spec, on_results=write_board)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 prints and writes everything
-    if not args.no_leaderboard:
-        md = leaderboard(result.out)
-        (result.out / "leaderboard.md").write_text(md)
-        print(md)
+    if board:
+        print(board[0])
     print(f"results: {result.out} ({len(result.computed)} cells computed, {len(result.cached)} reused, "
           f"{len(result.skipped)} skipped, {len(result.failures)} image failures)", file=sys.stderr)
     if args.strict and result.exit_code_strict:

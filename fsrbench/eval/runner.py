@@ -102,8 +102,10 @@ class Runner:
 
     scorer_class = CellScorer  # scores each cell (a subclass may time or instrument it)
 
-    def __init__(self, spec: RunSpec, log: Any = None) -> None:
+    def __init__(self, spec: RunSpec, log: Any = None, on_results: Any = None) -> None:
         self.spec = spec
+        # called with the RunResult while the lock is still held (the CLI writes leaderboard.md there)
+        self.on_results = on_results
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.protocol: Protocol = get_protocol(spec.protocol)
         validate_spec(spec, self.protocol)
@@ -202,6 +204,8 @@ class Runner:
         if not self.group.is_main:
             return RunResult(self.out, pd.DataFrame(), {}, self.computed, self.cached, self.skipped, [])
         result = self._gather()
+        if self.on_results is not None:
+            self.on_results(result)
         if self.cache.bad_entries:
             self.log(f"analysis cache {self.cache.root}: {self.cache.bad_entries} unreadable or mismatching entries "
                      "were recomputed and replaced")
@@ -454,5 +458,7 @@ def default_out(spec: RunSpec) -> str:
     return str(Path("runs") / f"{ds}_{spec.protocol}")
 
 
-def run(spec: RunSpec, log: Any = None) -> RunResult:
-    return Runner(spec, log=log).run()
+def run(spec: RunSpec, log: Any = None, on_results: Any = None) -> RunResult:
+    """Run ``spec``; ``on_results(result)`` (optional) runs on rank 0 after the gathered files are written, while
+    the results directory is still locked — files derived from them (``leaderboard.md``) belong there."""
+    return Runner(spec, log=log, on_results=on_results).run()
