@@ -789,3 +789,18 @@ def test_item12_a_metrics_file_that_is_not_one_is_exit_2(tmp_path, capsys):
         (out / "metrics.json").write_text(junk)
         code, _, err = _main(capsys, "leaderboard", out)
         assert code == 2 and str(out / "metrics.json") in err and "Traceback" not in err
+
+
+def test_item12_profile_and_leaderboard_output_respect_the_lock_and_write_atomically(tmp_path, capsys):
+    from fsrbench.report.profile import profile_run
+    from fsrbench.results import run_lock
+
+    out = tmp_path / "r"
+    run(_spec(out), **QUIET)
+    with run_lock(out):  # a run is writing the directory: profile.json is not written beside it
+        with pytest.raises(ValueError, match="another fsrbench run"):
+            profile_run(out, repeats=1, warmup=0)
+    assert not (out / "profile.json").exists()
+    code, _, err = _main(capsys, "leaderboard", out, "--output", tmp_path / "board.md")
+    assert code == 0 and (tmp_path / "board.md").read_text().startswith("# fsrbench leaderboard")
+    _no_partial_files(tmp_path)

@@ -48,7 +48,9 @@ def main(args: argparse.Namespace) -> int:
                        reported_dataset=args.reported_dataset, significance_tests=not args.no_significance,
                        ecm_reference=getattr(args, "ecm_reference", None))
     if args.output:
-        Path(args.output).write_text(text)
+        from fsrbench.results import atomic_write_text
+
+        atomic_write_text(Path(args.output), text)
     else:
         print(text, end="")
     return 0

@@ -16,6 +16,10 @@ time limit, and what a misbehaving method's call is turned into.
   built-ins: no worker start-up cost), ``process`` for every other method (``--plugin`` files, other installed
   packages: code the benchmark does not vouch for).
 
+Why not the ``--workers`` (torchrun) ranks: each rank is a whole harness process holding the metrics, and
+torchrun ends the whole job when one rank exits, so an ``os._exit`` in a rank would still end the run; a small
+worker that holds only the method can die alone and be replaced.
+
 After a batch times out, the method is not called again in that cell: its remaining images fail with "not run"
 (a hung method would otherwise cost the time limit once per batch).  Batches and results travel between the
 processes as ``torch.save`` bytes read back with ``weights_only=True`` (tensors and plain data only; values are

@@ -30,7 +30,7 @@ import numpy as np
 from fsrbench.data import open_dataset
 from fsrbench.eval.components import Components, load_plugins
 from fsrbench.protocols import DEFAULT_PROTOCOL
-from fsrbench.results import atomic_write_bytes, json_bytes, load_json
+from fsrbench.results import atomic_write_bytes, json_bytes, load_json, run_lock
 
 COUNTED = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear")
 
@@ -159,6 +159,8 @@ def profile_run(run_dir: str | Path, device: str = "cpu", repeats: int = 10, war
     rj = run_dir / "run.json"
     if not rj.is_file():
         raise FileNotFoundError(f"{rj} not found: profile needs the run's run.json (run `fsrbench run --out {run_dir}`)")
+    with run_lock(run_dir):  # fail before measuring when a run is writing the directory
+        pass
     run = load_json(rj)
     spec = run["spec"]
     load_plugins(spec.get("plugins") or [], log)
@@ -194,5 +196,6 @@ def profile_run(run_dir: str | Path, device: str = "cpu", repeats: int = 10, war
            "gmacs_counts": "Conv/ConvTranspose/Linear modules only (lower bound)",
            "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "entries": entries}
     path = run_dir / "profile.json"
-    atomic_write_bytes(path, json_bytes(doc))
+    with run_lock(run_dir):  # results are written under the directory's lock
+        atomic_write_bytes(path, json_bytes(doc))
     return path
