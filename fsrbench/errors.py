@@ -11,8 +11,9 @@ from __future__ import annotations
 import difflib
 import pickle
 
-__all__ = ["ConfigError", "DataError", "PluginLoadError", "ProtocolError", "RecipeError", "RegistryError",
-           "TrainingDiverged", "Unavailable", "UnsafeFile", "unknown_name_message"]
+__all__ = ["CellError", "ConfigError", "DataError", "MethodCrashed", "MethodRaised", "MethodTimeout", "PluginLoadError",
+           "ProtocolError", "RecipeError", "RegistryError", "TrainingDiverged", "Unavailable", "UnsafeFile",
+           "unknown_name_message"]
 
 
 class Unavailable(RuntimeError):
@@ -53,6 +54,23 @@ class UnsafeFile(ValueError, pickle.UnpicklingError):
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf; the message names the step and the last good checkpoint."""
+
+
+class CellError(ValueError):
+    """A stored cell that does not verify (unreadable, incomplete, or its files disagree with its checksums)."""
+
+
+class MethodTimeout(Exception):
+    """A method gave no result within the batch time limit."""
+
+
+class MethodCrashed(Exception):
+    """A method's worker process ended (``os._exit``, a crash, killed) while it ran a batch."""
+
+
+class MethodRaised(Exception):
+    """A method raised a ``BaseException`` that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``
+    in a worker, ...); recorded like any exception."""
 
 
 def unknown_name_message(kind: str, name: str, known: list[str]) -> str:

@@ -37,6 +37,8 @@ from typing import IO, Any, Iterator
 
 import numpy as np
 
+from fsrbench.errors import CellError  # noqa: F401 - re-exported (the runner and readers import it from here)
+
 RESULTS_FORMAT = 1
 ID_COLUMNS = ["dataset", "scale", "method", "image_id"]
 STATUS_COLUMNS = ["status", "error", "note"]
@@ -179,10 +181,6 @@ def sr_dir(out: Path, dataset: str, scale: int, method: str) -> Path:
 
 def sr_path(out: Path, dataset: str, scale: int, method: str, image_id: str) -> Path:
     return sr_dir(out, dataset, scale, method) / f"{slug(image_id)}.png"
-
-
-class CellError(ValueError):
-    """A stored cell that does not verify (unreadable, incomplete, or its files disagree with its checksums)."""
 
 
 #: the keys every cell's summary.json holds

@@ -37,7 +37,7 @@ from typing import Any, Iterator
 
 from fsrbench import registry as reg
 from fsrbench.cache import Cache
-from fsrbench.errors import PluginLoadError
+from fsrbench.errors import MethodCrashed, MethodRaised, MethodTimeout, PluginLoadError
 from fsrbench.eval.components import Components
 from fsrbench.protocols import get_protocol
 
@@ -48,19 +48,6 @@ DEFAULT_BATCH_TIMEOUT = 600.0
 #: seconds a worker may take to start and set its method up (imports, weights) when a batch limit is set; at least
 #: the batch limit
 SETUP_TIMEOUT = 300.0
-
-
-class MethodTimeout(Exception):
-    """A method gave no result within the batch time limit."""
-
-
-class MethodCrashed(Exception):
-    """A method's worker process ended (``os._exit``, a crash, killed) while it ran a batch."""
-
-
-class MethodRaised(Exception):
-    """A method raised a ``BaseException`` that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``
-    in a worker, ...); recorded like any exception."""
 
 
 def is_builtin(obj: Any) -> bool:

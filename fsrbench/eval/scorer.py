@@ -23,10 +23,9 @@ import numpy as np
 
 from fsrbench.api import CellContext, Dataset, Method, Metric
 from fsrbench.data.multires import MultiRes
-from fsrbench.errors import DataError
+from fsrbench.errors import DataError, MethodCrashed, MethodRaised, MethodTimeout
 from fsrbench.eval.components import Components
-from fsrbench.eval.isolate import (IsolatedMethod, MethodCrashed, MethodRaised, MethodTimeout, call_guarded,
-                                   time_limit)
+from fsrbench.eval.isolate import IsolatedMethod, call_guarded, time_limit
 from fsrbench.imageio import read_image, tensor_to_uint8, write_png
 from fsrbench.results import slug
 
