@@ -5,7 +5,7 @@ Getters return one instance per (name, options) per process (each model is loade
     from fsrbench.analysis import get_landmarks, get_identity, get_fer
     mesh = get_landmarks("mediapipe478")          # MediaPipe 478 (detect -> HR box, fit(img, box))
     dl = get_landmarks("dlib68")                   # dlib 68 points
-    ident = get_identity("dlib")                   # 128-D descriptor, embed(img, box)
+    ident = get_identity()                         # 128-D descriptor, embed(img, box) ("dlib-torch")
     fer = get_fer("mini-xception")                 # predict_proba(faces) -> [N, 7]
 
 Names are looked up in :mod:`fsrbench.registry` (entry-point groups ``fsrbench.landmarks``,
@@ -35,7 +35,7 @@ from fsrbench.registry import instantiate, registry
 
 __all__ = [
     "AUEstimator", "FaceBox", "FERModel", "IdentityModel", "LandmarkModel", "LandmarkResult",
-    "get_landmarks", "get_identity", "get_fer", "get_au", "require", "clear_model_cache",
+    "get_landmarks", "get_identity", "DEFAULT_IDENTITY", "get_fer", "get_au", "require", "clear_model_cache",
     "detect_cached", "fit_cached", "fer_cached", "embed_cached", "detect_box_cached",
 ]
 
@@ -48,7 +48,8 @@ _LOCK = threading.Lock()
 BUILTIN: dict[str, dict[str, str]] = {
     "landmarks": {"mediapipe478": "fsrbench.analysis.mediapipe_mesh:MediaPipeMesh",
                   "dlib68": "fsrbench.analysis.dlib_models:Dlib68"},
-    "identity": {"dlib": "fsrbench.analysis.dlib_models:DlibIdentity"},
+    "identity": {"dlib": "fsrbench.analysis.dlib_models:DlibIdentity",
+                 "dlib-torch": "fsrbench.analysis.dlib_resnet:DlibIdentityTorch"},
     "fer": {"mini-xception": "fsrbench.analysis.fer_minixception:MiniXception",
             "ddamfn": "fsrbench.analysis.fer_ddamfn:DDAMFN"},
     "au": {"geometric": "fsrbench.analysis.au_geometric:GeometricAU"},
@@ -81,8 +82,11 @@ def get_landmarks(name: str = "mediapipe478", **options: Any) -> Any:
     return _get("landmarks", name, options)
 
 
-def get_identity(name: str = "dlib", **options: Any) -> Any:
-    """Identity model ``name`` (``dlib`` or a plugin), one instance per process."""
+DEFAULT_IDENTITY = "dlib-torch"  # dlib's descriptor with the network in PyTorch (batched); "dlib" = dlib itself
+
+
+def get_identity(name: str = DEFAULT_IDENTITY, **options: Any) -> Any:
+    """Identity model ``name`` (``dlib-torch``, ``dlib`` or a plugin), one instance per process."""
     return _get("identity", name, options)
 
 

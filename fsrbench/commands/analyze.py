@@ -37,7 +37,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--fer-box", default="hog", metavar="hog|haar|mediapipe|whole",
                    help="face box the FER sees (default hog: dlib's HOG box; as the run's ECM/expression metrics)")
     p.add_argument("--fer-flip", action="store_true", help="average FER probabilities with the mirrored image's")
-    p.add_argument("--identity", default="dlib", help="identity model (default dlib)")
+    p.add_argument("--identity", default="dlib-torch",
+                   help="identity model (default dlib-torch: dlib's descriptor, network in PyTorch; dlib: dlib itself)")
     p.add_argument("--cache", default=None, help="analysis cache folder (default $FSRBENCH_CACHE or ~/.cache/fsrbench)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the analysis cache")
     p.set_defaults(func=main)

@@ -74,6 +74,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--fer-fallback", default=None, metavar="whole|skip",
                    help="no HR face box: score the whole image (default, counted on the board) or skip it")
     p.add_argument("--fer-flip", action="store_true", help="average FER probabilities with the mirrored image's")
+    p.add_argument("--identity", default=None,
+                   help="identity model of the identity metric (default dlib-torch: dlib's descriptor with the network "
+                        "in PyTorch, batched; dlib: dlib itself; see `fsrbench list identity`)")
     p.add_argument("--data-root", default=None, help="root directory of the real datasets")
     p.add_argument("--split", default=None, help="dataset split (default: the protocol's test split)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images of each dataset")
@@ -152,6 +155,8 @@ def main(args: argparse.Namespace) -> int:
             FERInput.from_options(metric_options)
         except ValueError as exc:
             raise ValueError(f"fsrbench run: {exc} (--fer-box / --fer-fallback)") from exc
+    if args.identity:
+        metric_options["identity"] = args.identity
     dataset_options: dict[str, Any] = {}
     if args.data_root:
         dataset_options["data_root"] = args.data_root

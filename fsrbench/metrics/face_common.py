@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fsrbench.analysis import require
+from fsrbench.analysis import DEFAULT_IDENTITY, require
 from fsrbench.analysis.fer_input import FERInput, get_haar, predict
 from fsrbench.api.face import FaceBox
 from fsrbench.api import CellContext, Unavailable
@@ -56,8 +56,17 @@ def get_dlib68(name: str = "dlib68") -> Any:
     return require("landmarks", name)
 
 
-def get_identity_model(name: str = "dlib") -> Any:
-    return require("identity", name)
+def get_identity_model(name: str | None = None) -> Any:
+    """The identity model ``name`` (default :data:`fsrbench.analysis.DEFAULT_IDENTITY`, ``dlib-torch``)."""
+    return require("identity", name or DEFAULT_IDENTITY)
+
+
+def identity_name(ctx: CellContext | None) -> str | None:
+    """The identity model a cell uses: metric option ``identity`` (``fsrbench run --identity NAME``) or None
+    for the default."""
+    opts = (getattr(ctx, "options", None) or {}) if ctx is not None else {}
+    name = opts.get("identity")
+    return str(name) if name else None
 
 
 def get_au_estimator(name: str = "geometric") -> Any:
@@ -250,24 +259,33 @@ def dlib_sr(sr: np.ndarray, hr: np.ndarray, ctx: CellContext | None) -> dict[str
 
 def descriptors(images: np.ndarray, boxes: Sequence[FaceBox | None], ctx: CellContext | None,
                 side: str) -> dict[str, Any]:
-    """Identity descriptors [B,D] (NaN rows on failure) of ``images`` inside ``boxes`` (the HR dlib boxes)."""
+    """Identity descriptors [B,D] (NaN rows on failure) of ``images`` inside ``boxes`` (the HR dlib boxes).
+
+    Models with ``embed_batch(images, boxes)`` (``dlib-torch``) get all uncached faces of the batch at once
+    (if that raises, the faces are retried one by one so that only the failing ones fail); others get one
+    ``embed`` call per face."""
     keys = batch_keys(images)
-    model = get_identity_model()
+    model = get_identity_model(identity_name(ctx))
     todo = [i for i, b in enumerate(boxes) if b is not None]
 
+    def value(d: Any) -> dict[str, Any]:
+        if d is None:
+            return {"ok": False, "reason": "no descriptor", "desc": np.zeros(0)}
+        return {"ok": True, "reason": "", "desc": np.asarray(d, dtype=np.float64).ravel()}
+
     def compute(miss: list[int]) -> list[dict[str, Any]]:
-        vals = []
-        for j in miss:
-            i = todo[j]
+        idx = [todo[j] for j in miss]
+        if len(idx) > 1 and hasattr(model, "embed_batch"):
             try:
-                d = model.embed(images[i], boxes[i])
+                return [value(d) for d in model.embed_batch([images[i] for i in idx], [boxes[i] for i in idx])]
+            except Exception:  # noqa: BLE001 - isolate the failing face(s) below
+                pass
+        vals = []
+        for i in idx:
+            try:
+                vals.append(value(model.embed(images[i], boxes[i])))
             except Exception as exc:  # noqa: BLE001
                 vals.append({"ok": False, "reason": f"{type(exc).__name__}: {exc}", "desc": np.zeros(0)})
-                continue
-            if d is None:
-                vals.append({"ok": False, "reason": "no descriptor", "desc": np.zeros(0)})
-            else:
-                vals.append({"ok": True, "reason": "", "desc": np.asarray(d, dtype=np.float64).ravel()})
         return vals
 
     def run() -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Both descriptors are computed inside the **HR face box** (dlib HOG detection on HR). W-Net used AdaFace,
 which has no offline weights; dlib's ResNet descriptor is the offline stand-in, so values are not
-comparable with the paper's.  Per image:
+comparable with the paper's.  The model is option ``identity`` (``fsrbench run --identity NAME``): by
+default ``dlib-torch`` (dlib's network rebuilt in PyTorch, batched, on the run's ``--device``; descriptors
+within 1e-6 of dlib's), ``dlib`` runs dlib itself.  Per image:
 
 * ``id_cos`` — cosine similarity of the two descriptors (ideal 1, higher is better);
 * ``id_dist`` — Euclidean descriptor distance (dlib's same-person rule is < 0.6; ideal 0, lower is better).
@@ -54,7 +56,9 @@ class IdentitySimilarity(Metric):
         from fsrbench.metrics.face_common import get_dlib68, get_identity_model
 
         get_dlib68()
-        get_identity_model()
+        model = get_identity_model(self.options.get("identity") or None)
+        if hasattr(model, "to_device"):  # dlib-torch: the network follows the run's --device
+            model.to_device(device)
 
     def per_image(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext) -> dict[str, np.ndarray]:
         from fsrbench.metrics.face_common import descriptors, dlib_hr
