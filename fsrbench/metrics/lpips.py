@@ -150,6 +150,14 @@ class LPIPS(Metric):
         outs = self._net_cl(self.model.scaling_layer(x).contiguous(memory_format=torch.channels_last))
         return [lpips.normalize_tensor(o) for o in outs]
 
+    def _input_cl(self, img: np.ndarray) -> Any:
+        """:func:`uint8_to_lpips_input` as a channels-last tensor, without the NHWC -> NCHW copy (same values:
+        the same element-wise operations, only the memory layout differs)."""
+        import torch
+
+        t = torch.from_numpy(np.ascontiguousarray(img)).to(self.device).permute(0, 3, 1, 2)
+        return t.to(dtype=torch.float32) / 127.5 - 1.0
+
     def _head_weight(self, n: int) -> Any:
         """The weights [C] of LPIPS's n-th linear head (``lins[n].model``: Dropout, Conv2d(C, 1, 1, bias=False))."""
         conv = [m for m in self.model.lins[n].modules() if m.__class__.__name__ == "Conv2d"]
@@ -167,6 +175,10 @@ class LPIPS(Metric):
                     ) -> list[list[np.ndarray]]:
         """Per image, the five float16 feature maps of ``hr`` (uint8 [B,H,W,3]; maps of ``shapes`` [C,h,w]),
         from the cache when there (one flat ``.npy`` per image, read from disk, never held in memory)."""
+        return [_split(row, shapes) for row in self._hr_flat(hr, shapes, ctx)]
+
+    def _hr_flat(self, hr: np.ndarray, shapes: list[tuple[int, ...]], ctx: CellContext | None = None) -> np.ndarray:
+        """:meth:`hr_features` as one float16 array [B, sum of the map sizes] (each row = the cached entry)."""
         import torch
 
         from fsrbench.cache import image_key
@@ -175,23 +187,25 @@ class LPIPS(Metric):
         mid = self._model_id()
         keys = [image_key(h) for h in hr]
         size = sum(int(np.prod(sh)) for sh in shapes)
-        got: list[list[np.ndarray] | None] = [None] * len(hr)
+        out = np.empty((len(hr), size), dtype=np.float16)
+        todo = list(range(len(hr)))
         if cache is not None:
+            todo = []
             for i, k in enumerate(keys):
                 v = cache.get_array(mid, k)
                 if v is not None and v.dtype == np.float16 and v.size == size:
-                    got[i] = _split(v, shapes)
-        todo = [i for i, g in enumerate(got) if g is None]
+                    out[i] = v.reshape(-1)
+                else:
+                    todo.append(i)
         for s in range(0, len(todo), self.batch_size):
             idx = todo[s:s + self.batch_size]
             with torch.no_grad():
                 feats = self._features(uint8_to_lpips_input(hr[idx], self.device))
-            halves = [f.to(torch.float16).cpu().numpy() for f in feats]
-            for j, i in enumerate(idx):
-                got[i] = [np.ascontiguousarray(h[j]) for h in halves]
-                if cache is not None:
-                    cache.put_array(mid, keys[i], np.concatenate([x.reshape(-1) for x in got[i]]))
-        return got  # type: ignore[return-value]
+            out[idx] = np.concatenate([f.to(torch.float16).cpu().numpy().reshape(len(idx), -1) for f in feats], axis=1)
+            if cache is not None:
+                for i in idx:
+                    cache.put_array(mid, keys[i], out[i])
+        return out
 
     def distance_to_hr(self, sr: np.ndarray, hr: np.ndarray, ctx: CellContext | None = None) -> np.ndarray:
         """LPIPS(sr, hr) with the HR features from :meth:`hr_features` (float16) -> float64 [B]."""
@@ -201,15 +215,21 @@ class LPIPS(Metric):
         out = np.empty(sr.shape[0], dtype=np.float64)
         for s in range(0, sr.shape[0], self.batch_size):
             with torch.no_grad():
-                fs = self._features(uint8_to_lpips_input(sr[s:s + self.batch_size], self.device))
-                ref = self.hr_features(hr[s:s + self.batch_size], [tuple(f.shape[1:]) for f in fs], ctx)
+                fs = self._features(self._input_cl(sr[s:s + self.batch_size]))
+                shapes = [tuple(f.shape[1:]) for f in fs]
+                ref = torch.from_numpy(self._hr_flat(hr[s:s + self.batch_size], shapes, ctx))
                 val = 0.0
+                at = 0
                 for n, f in enumerate(fs):
-                    fh = torch.from_numpy(np.stack([r[n] for r in ref])).to(device=f.device, dtype=torch.float32)
+                    size = int(np.prod(shapes[n]))
+                    # float16 -> float32 and NCHW -> channels-last (the layout of f) in one pass
+                    fh = ref[:, at:at + size].reshape(f.shape).to(device=f.device, dtype=torch.float32,
+                                                                  memory_format=torch.channels_last)
+                    at += size
                     d = f - fh
                     # the linear head is a bias-free 1x1 conv (dropout is off in eval): mean_hw(sum_c w_c d_c^2)
                     # = sum_c w_c mean_hw(d_c^2), computed in that cheaper order
-                    val = val + (d * d).mean(dim=(2, 3)) @ self._heads[n]
+                    val = val + d.square_().mean(dim=(2, 3)) @ self._heads[n]
             out[s:s + len(ref)] = val.reshape(-1).double().cpu().numpy()  # type: ignore[union-attr]
         # LPIPS(x, x) = 0 exactly (the float16 HR features would otherwise leave a ~1e-7 residue)
         same = np.array([np.array_equal(a, b) for a, b in zip(sr, hr)], dtype=bool)
