@@ -270,9 +270,9 @@ def tensor_to_uint8(t: Any, mode: str = "round") -> np.ndarray:
     return q.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
-def write_png(path: str | os.PathLike[str], img: np.ndarray) -> None:
+def write_png(path: str | os.PathLike[str], img: np.ndarray, fsync: bool = True) -> None:
     import io
 
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG", compress_level=1)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), fsync=fsync)

@@ -82,8 +82,10 @@ def atomic_file(path: str | os.PathLike[str], fsync: bool = True) -> Iterator[IO
         yield fh
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_file(path) as fh:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, fsync: bool = True) -> None:
+    """``data`` replaces ``path`` atomically; ``fsync=False`` skips flushing it to the disk first (after an OS
+    crash the file may be torn or empty, never partially visible to a running reader)."""
+    with atomic_file(path, fsync=fsync) as fh:
         fh.write(data)
 
 

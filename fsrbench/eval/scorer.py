@@ -259,7 +259,8 @@ class CellScorer:
             if cell.srdir is not None:
                 for i in todo:
                     if not errors[i]:
-                        write_png(cell.srdir / f"{slug(sids[i])}.png", sr[i])
+                        # no fsync: a torn PNG after an OS crash fails to decode and is inferred again
+                        write_png(cell.srdir / f"{slug(sids[i])}.png", sr[i], fsync=False)
         ok = [i for i in range(len(sids)) if not errors[i]]
         values: list[dict[str, Any]] = [{} for _ in sids]
         if ok:

@@ -81,8 +81,22 @@ def _cache(ctx: CellContext | None) -> Cache:
     return c if c is not None else _FALLBACK_CACHE
 
 
-def batch_keys(images: np.ndarray) -> tuple[str, ...]:
-    return tuple(image_key(im) for im in images)
+def batch_keys(images: np.ndarray, ctx: CellContext | None = None) -> tuple[str, ...]:
+    """Content keys (:func:`~fsrbench.cache.image_key`) of a batch's images.
+
+    With a ``ctx``, a batch already hashed for this harness batch (``ctx.memo``) gets its keys back: the
+    images are compared byte for byte with a private copy, which costs a small fraction of hashing them again
+    (the face metrics ask for the keys of the same SR and HR batches about ten times each)."""
+    memo = getattr(ctx, "memo", None) if ctx is not None else None
+    arr = np.asarray(images)
+    seen = memo.setdefault("__batch_keys__", []) if memo is not None else []
+    for stored, keys in seen:
+        if stored.shape == arr.shape and stored.dtype == arr.dtype and np.array_equal(stored, arr):
+            return keys
+    keys = tuple(image_key(im) for im in arr)
+    if memo is not None:
+        seen.append((arr.copy(), keys))
+    return keys
 
 
 def _memo(ctx: CellContext | None, name: str, keys: tuple[str, ...], compute: Callable[[], Any]) -> Any:
@@ -142,7 +156,7 @@ def _reason(v: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------
 def mesh_hr(hr: np.ndarray, ctx: CellContext | None) -> dict[str, Any]:
     """HR MediaPipe analysis of a batch: ``box`` [B,5], ``points`` [B,478,3] (fit with the HR box), ``ok``, ``reason``."""
-    keys = batch_keys(hr)
+    keys = batch_keys(hr, ctx)
 
     def run() -> dict[str, Any]:
         mesh = get_mesh()
@@ -161,7 +175,7 @@ def mesh_hr(hr: np.ndarray, ctx: CellContext | None) -> dict[str, Any]:
 
 def mesh_sr(sr: np.ndarray, hr: np.ndarray, ctx: CellContext | None) -> dict[str, Any]:
     """SR MediaPipe points fitted in the HR box: ``points`` [B,478,3], ``ok``, ``reason`` (HR failures included)."""
-    keys = batch_keys(sr)
+    keys = batch_keys(sr, ctx)
     hr_res = mesh_hr(hr, ctx)
 
     def run() -> dict[str, Any]:
@@ -172,7 +186,7 @@ def mesh_sr(sr: np.ndarray, hr: np.ndarray, ctx: CellContext | None) -> dict[str
                   for i in range(len(keys))]
         return {"points": np.stack([f["points"] for f in fitted]), "ok": ok, "reason": reason}
 
-    return _memo(ctx, "mesh:sr:" + hashlib.sha256("".join(batch_keys(hr)).encode()).hexdigest()[:16], keys, run)
+    return _memo(ctx, "mesh:sr:" + hashlib.sha256("".join(batch_keys(hr, ctx)).encode()).hexdigest()[:16], keys, run)
 
 
 def _detect_box(model: Any, image: np.ndarray) -> dict[str, Any]:
@@ -226,7 +240,7 @@ def _fit_points(ctx: CellContext | None, model: Any, images: np.ndarray, keys: S
 # ------------------------------------------------------------------------------------------------
 def dlib_hr(hr: np.ndarray, ctx: CellContext | None) -> dict[str, Any]:
     """HR dlib analysis: HOG box, 68 points fitted in it: ``boxes``, ``points`` [B,68,2], ``ok``, ``reason``."""
-    keys = batch_keys(hr)
+    keys = batch_keys(hr, ctx)
 
     def run() -> dict[str, Any]:
         model = get_dlib68()
@@ -243,7 +257,7 @@ def dlib_hr(hr: np.ndarray, ctx: CellContext | None) -> dict[str, Any]:
 
 
 def dlib_sr(sr: np.ndarray, hr: np.ndarray, ctx: CellContext | None) -> dict[str, Any]:
-    keys = batch_keys(sr)
+    keys = batch_keys(sr, ctx)
     hr_res = dlib_hr(hr, ctx)
 
     def run() -> dict[str, Any]:
@@ -254,7 +268,7 @@ def dlib_sr(sr: np.ndarray, hr: np.ndarray, ctx: CellContext | None) -> dict[str
                   for i in range(len(keys))]
         return {"points": np.stack([f["points"] for f in fitted]), "ok": ok, "reason": reason}
 
-    return _memo(ctx, "dlib:sr:" + hashlib.sha256("".join(batch_keys(hr)).encode()).hexdigest()[:16], keys, run)
+    return _memo(ctx, "dlib:sr:" + hashlib.sha256("".join(batch_keys(hr, ctx)).encode()).hexdigest()[:16], keys, run)
 
 
 def descriptors(images: np.ndarray, boxes: Sequence[FaceBox | None], ctx: CellContext | None,
@@ -264,7 +278,7 @@ def descriptors(images: np.ndarray, boxes: Sequence[FaceBox | None], ctx: CellCo
     Models with ``embed_batch(images, boxes)`` (``dlib-torch``) get all uncached faces of the batch at once
     (if that raises, the faces are retried one by one so that only the failing ones fail); others get one
     ``embed`` call per face."""
-    keys = batch_keys(images)
+    keys = batch_keys(images, ctx)
     model = get_identity_model(identity_name(ctx))
     todo = [i for i, b in enumerate(boxes) if b is not None]
 
@@ -316,7 +330,7 @@ def fer_hr_boxes(hr: np.ndarray, ctx: CellContext | None, settings: FERInput) ->
     The box comes from the HR image only and is reused for every SR version of it.  Detector boxes are
     cached on disk with the HR analyses (dlib's HOG box is the one the landmark metrics use).
     """
-    keys = batch_keys(hr)
+    keys = batch_keys(hr, ctx)
     n = len(keys)
 
     def run() -> dict[str, Any]:
@@ -363,7 +377,7 @@ def fer_probs(images: np.ndarray, ctx: CellContext | None, fer: Any, side: str,
     hr = images if hr is None else hr
     settings = settings or FERInput.from_options(getattr(ctx, "options", None))
     pid = settings.pipeline_id(fer.id)
-    keys = batch_keys(images)
+    keys = batch_keys(images, ctx)
     c = len(fer.classes)
 
     def run() -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -396,7 +410,7 @@ def fer_probs(images: np.ndarray, ctx: CellContext | None, fer: Any, side: str,
         reason = ["" if o else f"{side}: FER: {v.get('reason', '')}" for o, v in zip(ok, got)]
         return p, ok, reason
 
-    hr_tag = "" if hr is images else ":" + hashlib.sha256("".join(batch_keys(hr)).encode()).hexdigest()[:16]
+    hr_tag = "" if hr is images else ":" + hashlib.sha256("".join(batch_keys(hr, ctx)).encode()).hexdigest()[:16]
     return _memo(ctx, f"fer:{pid}:{side}{hr_tag}", keys, run)
 
 
