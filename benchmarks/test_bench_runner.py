@@ -3,6 +3,7 @@ two torchrun workers vs one, and peak memory of ``fsrbench run`` on 2,000 images
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from fsrbench.api import Method
 from benchutil import REPO, augment_faces, best_of, report, write_folder
 
 ALL_METRICS = ["psnr", "ssim", "lpips", "ecm", "expression", "au_f1", "landmarks", "identity"]
+ROUNDS = 3  # interleaved repetitions of the ratio benchmarks (median taken)
 
 
 class Bilinear(Method):
@@ -48,7 +50,7 @@ def _register_bilinear() -> None:
 
 
 def timed_run(out: Path, data: Path, method: str, cache: Path, metrics: list[str] | None = None,
-              batch_size: int = 16) -> dict[str, float]:
+              batch_size: int = 16, metric_options: dict[str, Any] | None = None) -> dict[str, float]:
     """One in-process run; returns wall seconds of scoring (per-image work) and of the whole run."""
     from fsrbench.eval.runner import Runner, RunSpec
     from fsrbench.eval.scorer import CellScorer
@@ -67,7 +69,8 @@ def timed_run(out: Path, data: Path, method: str, cache: Path, metrics: list[str
         scorer_class = TimedScorer
 
     spec = RunSpec(methods=[method], datasets=[f"folder:{data}"], scales=[4], metrics=metrics or ALL_METRICS,
-                   out=str(out), cache_dir=str(cache), progress=False, batch_size=batch_size)
+                   out=str(out), cache_dir=str(cache), progress=False, batch_size=batch_size,
+                   metric_options=dict(metric_options or {}))
     t = time.perf_counter()
     res = Timed(spec, log=lambda m: None).run()
     times["total"] = time.perf_counter() - t
@@ -87,11 +90,18 @@ def warm_models(tmp_path_factory, hr_faces):
     return True
 
 
-def model_costs(sr: np.ndarray, hr: np.ndarray, batch_size: int = 16) -> dict[str, float]:
-    """Seconds per image of each model on the SR side (what scoring a cell needs once HR is cached)."""
+_BOXES: dict[int, Any] = {}
+
+
+def model_costs(sr: np.ndarray, hr: np.ndarray, cache: Path, batch_size: int = 16) -> dict[str, float]:
+    """Seconds per image of each model on the SR side, per batch of ``batch_size`` (the identity descriptor
+    through ``embed_batch``, as the harness calls it). ``lpips`` is the model's cost for a pair (both images
+    through AlexNet, the reference implementation); ``lpips_hr_cached`` is what the harness pays with the HR
+    features in ``cache`` (only the SR image through AlexNet)."""
     from fsrbench.api import CellContext
+    from fsrbench.engine.cache import Cache
     from fsrbench.metrics import face_common as fc
-    from fsrbench.metrics.lpips import build_lpips_alex, uint8_to_lpips_input
+    from fsrbench.metrics.lpips import LPIPSMetric, build_lpips_alex, uint8_to_lpips_input
     from fsrbench.metrics.psnr_ssim import PSNR, SSIM
     from fsrbench.protocols import get_protocol
 
@@ -100,10 +110,14 @@ def model_costs(sr: np.ndarray, hr: np.ndarray, batch_size: int = 16) -> dict[st
     n = len(sr)
     mesh, d68, ident = fc.get_mesh(), fc.get_dlib68(), fc.get_identity_model()
     fer, au = fc.get_fer_model(), fc.get_au_estimator()
-    mboxes = [mesh.detect(h).box for h in hr]
-    dboxes = [d68.detect(h).box for h in hr]
+    if id(hr) not in _BOXES:  # HR boxes: computed once per image set (not timed)
+        _BOXES[id(hr)] = ([mesh.detect(h).box for h in hr], [d68.detect(h).box for h in hr])
+    mboxes, dboxes = _BOXES[id(hr)]
     pts = [mesh.fit(s, b).points for s, b in zip(sr, mboxes) if b is not None]
-    lp = build_lpips_alex("cpu")
+    lp = LPIPSMetric()
+    lp.setup("cpu")
+    lctx = CellContext("b", 4, "m", None, cache=Cache(cache))
+    ref = build_lpips_alex("cpu")
     p = get_protocol("dic-v1")
     ps = [PSNR(protocol=p), SSIM(protocol=p)]
     batches = [slice(s, s + batch_size) for s in range(0, n, batch_size)]
@@ -111,7 +125,16 @@ def model_costs(sr: np.ndarray, hr: np.ndarray, batch_size: int = 16) -> dict[st
     def lpips_all():
         with torch.no_grad():
             for b in batches:
-                lp(uint8_to_lpips_input(sr[b]), uint8_to_lpips_input(hr[b]))
+                ref(uint8_to_lpips_input(sr[b]), uint8_to_lpips_input(hr[b]))
+
+    def lpips_hr_cached():
+        for b in batches:
+            lp.distance_to_hr(sr[b], hr[b], lctx)
+
+    def identity_all():  # as face_common.descriptors calls it: one embed_batch per batch (dlib-torch)
+        for b in batches:
+            idx = [i for i in range(n)[b] if dboxes[i] is not None]
+            ident.embed_batch([sr[i] for i in idx], [dboxes[i] for i in idx])
 
     def psnr_ssim_all():
         for b in batches:
@@ -122,38 +145,87 @@ def model_costs(sr: np.ndarray, hr: np.ndarray, batch_size: int = 16) -> dict[st
     costs = {
         "mediapipe_fit": best_of(lambda: [mesh.fit(s, b) for s, b in zip(sr, mboxes) if b is not None], 1),
         "dlib68_fit": best_of(lambda: [d68.fit(s, b) for s, b in zip(sr, dboxes) if b is not None], 1),
-        "dlib_descriptor": best_of(lambda: [ident.embed(s, b) for s, b in zip(sr, dboxes) if b is not None], 1),
+        "identity_descriptor": best_of(identity_all, 1),
         "fer": best_of(lambda: [fer.predict_proba(sr[b], None) for b in batches], 1),
         "au_estimator": best_of(lambda: [au.estimate(np.asarray(q)[None]) for q in pts], 1),
         "lpips": best_of(lpips_all, 1),
+        "lpips_hr_cached": best_of(lpips_hr_cached, 1),
         "psnr_ssim": best_of(psnr_ssim_all, 1),
     }
     return {k: v / n for k, v in costs.items()}
 
 
-def test_full_suite_overhead_warm_hr_cache(benchmark, warm_models, hr_faces, tmp_path):
-    """Throughput of the full metric suite with a warm HR cache >= 0.85 x the ideal from the models'
-    per-image costs measured in the same run (harness overhead <= 15%)."""
+def _suite_data(hr_faces, tmp_path, n: int = 32):
+    """``n`` augmented faces in a folder, their bicubic x4 SR, and a cache warmed with their HR analyses."""
     from fsrbench.imageio import make_lr, upsample
 
-    n = 32
     hr = augment_faces(hr_faces, n, seed=3)
     data = write_folder(hr, tmp_path / "faces")
     cache = tmp_path / "cache"
     timed_run(tmp_path / "first", data, "bicubic", cache)  # fills the HR cache
     sr = np.stack([upsample(make_lr(h, 4)) for h in hr])  # what bicubic returns
-    before = model_costs(sr, hr)
-    outs = iter(range(100))
-    t = benchmark.pedantic(lambda: timed_run(tmp_path / f"again{next(outs)}", data, "bicubic", cache),
-                           rounds=1, iterations=1)
-    after = model_costs(sr, hr)
-    costs = {k: (before[k] + after[k]) / 2 for k in before}
-    ideal = n * sum(costs.values())
-    ratio = ideal / t["score"]
-    report(benchmark, "full suite, warm HR cache", images=n, actual_img_per_s=n / t["score"],
-           ideal_img_per_s=n / ideal, ratio=ratio, cell_total_s=t["total"],
-           **{f"ms_{k}": v * 1e3 for k, v in costs.items()})
-    assert ratio >= 0.85, f"throughput {ratio:.2f} x ideal (target >= 0.85)"
+    return hr, sr, data, cache
+
+
+def test_full_suite_overhead_warm_hr_cache(benchmark, warm_models, hr_faces, tmp_path):
+    """Throughput of the full metric suite with a warm HR cache >= 0.85 x the ideal from the models'
+    per-image costs measured in the same run (harness overhead <= 15%). LPIPS counts at the model's cost for a
+    pair (as since this benchmark was written); ``ratio_harness_path`` (reported) counts it as the harness runs
+    it, with the HR features cached, and is the stricter measure of the harness's own per-image work.
+
+    Robust to other processes' load: ROUNDS suite runs, each between two measurements of the model costs
+    (costs, run, costs, run, ..., costs); each run is compared with the mean of the costs measured just before
+    and after it, and the asserted ratio is the median over the rounds."""
+    n = 32
+    hr, sr, data, cache = _suite_data(hr_faces, tmp_path, n)
+    costs = [model_costs(sr, hr, cache)]
+    runs = []
+    for r in range(ROUNDS):
+        if r == 0:
+            runs.append(benchmark.pedantic(lambda: timed_run(tmp_path / "again0", data, "bicubic", cache),
+                                           rounds=1, iterations=1))
+        else:
+            runs.append(timed_run(tmp_path / f"again{r}", data, "bicubic", cache))
+        costs.append(model_costs(sr, hr, cache))
+    def ideal(r: int, skip: str) -> float:  # images x the mean of the costs measured around run r
+        return n * sum((costs[r][k] + costs[r + 1][k]) / 2 for k in costs[0] if k != skip)
+
+    ideals = [ideal(r, "lpips_hr_cached") for r in range(ROUNDS)]
+    ratios = [i / t["score"] for i, t in zip(ideals, runs)]
+    ratio = statistics.median(ratios)
+    # reported, not asserted: the ideal with LPIPS as the harness runs it (HR features cached); the rest of the
+    # gap is the harness's own work per image (docs/performance.md, "harness overhead")
+    strict = statistics.median(ideal(r, "lpips") / t["score"] for r, t in enumerate(runs))
+    mid = sorted(range(ROUNDS), key=lambda r: ratios[r])[ROUNDS // 2]
+    report(benchmark, "full suite, warm HR cache", images=n, rounds=ROUNDS, ratio=ratio,
+           ratios=" ".join(f"{x:.3f}" for x in ratios), ratio_harness_path=strict,
+           actual_img_per_s=n / runs[mid]["score"], ideal_img_per_s=n / ideals[mid], cell_total_s=runs[mid]["total"],
+           **{f"ms_{k}": statistics.median(c[k] for c in costs) * 1e3 for k in costs[0]})
+    assert ratio >= 0.85, f"throughput {ratio:.2f} x ideal (target >= 0.85; rounds {ratios})"
+
+
+def test_full_suite_identity_port_vs_dlib(benchmark, warm_models, hr_faces, tmp_path):
+    """The full suite (warm HR cache) with the default identity model (dlib-torch) >= 2.5 x the images/s of
+    the same suite with ``--identity dlib`` (the evaluation before the port), interleaved over ROUNDS rounds;
+    median of the per-round ratios. Both share the HR cache (same model id)."""
+    n = 32
+    _, _, data, cache = _suite_data(hr_faces, tmp_path, n)
+    t_port, t_dlib = [], []
+    for r in range(ROUNDS):
+        t_dlib.append(timed_run(tmp_path / f"dlib{r}", data, "bicubic", cache, metric_options={"identity": "dlib"}))
+        if r == 0:
+            t_port.append(benchmark.pedantic(lambda: timed_run(tmp_path / "port0", data, "bicubic", cache),
+                                             rounds=1, iterations=1))
+        else:
+            t_port.append(timed_run(tmp_path / f"port{r}", data, "bicubic", cache))
+    ratios = [d["score"] / p["score"] for d, p in zip(t_dlib, t_port)]
+    ratio = statistics.median(ratios)
+    report(benchmark, "full suite, dlib-torch vs dlib identity", images=n, rounds=ROUNDS, ratio=ratio,
+           ratios=" ".join(f"{x:.2f}" for x in ratios),
+           img_per_s_port=n / statistics.median(t["score"] for t in t_port),
+           img_per_s_dlib=n / statistics.median(t["score"] for t in t_dlib),
+           ratio_with_summaries=statistics.median(d["total"] / p["total"] for d, p in zip(t_dlib, t_port)))
+    assert ratio >= 2.5, f"suite with dlib-torch only {ratio:.2f}x the dlib identity path (target >= 2.5; {ratios})"
 
 
 def test_rescoring_second_method(benchmark, warm_models, hr_faces, tmp_path):
