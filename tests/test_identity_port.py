@@ -303,3 +303,22 @@ def test_identity_metric_option_selects_the_model(faces_dev, one_torch_thread, m
     assert np.isfinite(a["id_cos"]).sum() >= 6
     np.testing.assert_allclose(a["id_cos"], b["id_cos"], rtol=0, atol=COS_TOL)
     np.testing.assert_allclose(a["id_dist"], b["id_dist"], rtol=0, atol=1e-5)
+
+
+def test_cuda_path_turns_tf32_off_and_restores_it() -> None:
+    """TF32 (cuDNN's default for float32 convolutions) would move descriptors by ~1e-3: off during the
+    network pass on CUDA, the user's settings restored afterwards; nothing changes on the CPU."""
+    import torch
+
+    from fsrbench.analysis.dlib_resnet import _no_tf32
+
+    conv, mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        with _no_tf32(torch.device("cuda", 0)):
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        with _no_tf32("cpu"):
+            assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm

@@ -21,7 +21,8 @@ transform and interpolation dlib uses, so the chip is bit-identical) and only th
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -129,17 +130,22 @@ def build_face_resnet(ops: list[Op], fold_affine: bool = True) -> Any:
     return net
 
 
-def _no_tf32(device: Any) -> Any:
-    """A context that keeps cuDNN convolutions in IEEE float32 (TF32 would move descriptors by ~1e-3)."""
-    import contextlib
-
+@contextlib.contextmanager
+def _no_tf32(device: Any) -> Iterator[None]:
+    """On CUDA, keep convolutions and matrix products in IEEE float32 for the duration (TF32, cuDNN's default for
+    convolutions, would move descriptors by ~1e-3); the previous settings are restored afterwards."""
     import torch
 
     if getattr(device, "type", str(device).split(":")[0]) != "cuda":
-        return contextlib.nullcontext()
-    cudnn = torch.backends.cudnn
-    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
-                       allow_tf32=False)
+        yield
+        return
+    conv, mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm
 
 
 class DlibIdentityTorch:
