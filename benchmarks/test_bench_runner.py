@@ -231,27 +231,34 @@ def test_full_suite_identity_port_vs_dlib(benchmark, warm_models, hr_faces, tmp_
 def test_rescoring_second_method(benchmark, warm_models, hr_faces, tmp_path):
     """A second method on the same dataset costs <= 0.55 x the first (HR analyses are never recomputed).
 
-    Two rounds with the order swapped (bicubic then bilinear on one cold cache, bilinear then bicubic on
-    another set of images and cache), so neither method's own cost biases the ratio."""
+    ROUNDS pairs of rounds with the order swapped (bicubic then bilinear on one cold cache, bilinear then
+    bicubic on another set of images and cache), so neither method's own cost biases the ratio; each pair gives
+    one ratio (its second runs over its first runs) and the asserted ratio is the median over the pairs, so a
+    burst of load from other processes does not decide the result."""
     n = 24
-    firsts, seconds = [], []
-    for r, order in enumerate([("bicubic", "bench-bilinear"), ("bench-bilinear", "bicubic")]):
-        data = write_folder(augment_faces(hr_faces, n, seed=40 + r), tmp_path / f"faces{r}")
-        cache = tmp_path / f"cache{r}"
-        firsts.append(timed_run(tmp_path / f"out{r}", data, order[0], cache))
-        if r == 0:
-            seconds.append(benchmark.pedantic(lambda: timed_run(tmp_path / "out0", data, order[1], cache),
+    pairs, firsts, seconds = [], [], []
+    for p in range(ROUNDS):
+        f_s, s_s = [], []
+        for r, order in enumerate([("bicubic", "bench-bilinear"), ("bench-bilinear", "bicubic")]):
+            data = write_folder(augment_faces(hr_faces, n, seed=40 + 2 * p + r), tmp_path / f"faces{p}{r}")
+            cache = tmp_path / f"cache{p}{r}"
+            f_s.append(timed_run(tmp_path / f"out{p}{r}", data, order[0], cache))
+            if p == r == 0:
+                s_s.append(benchmark.pedantic(lambda: timed_run(tmp_path / "out00", data, order[1], cache),
                                               rounds=1, iterations=1))
-        else:
-            seconds.append(timed_run(tmp_path / f"out{r}", data, order[1], cache))
-    oracle = timed_run(tmp_path / "out1", data, "hr-oracle", cache)
-    first = sum(t["score"] for t in firsts)
-    second = sum(t["score"] for t in seconds)
-    ratio = second / first
-    report(benchmark, "re-scoring a second method", images=n, rounds=2, first_s=first, second_s=second,
-           ratio=ratio, ratio_with_summaries=sum(t["total"] for t in seconds) / sum(t["total"] for t in firsts),
-           hr_oracle_ratio=oracle["score"] / firsts[1]["score"])
-    assert ratio <= 0.55, f"second method costs {ratio:.2f} x the first (target <= 0.55)"
+            else:
+                s_s.append(timed_run(tmp_path / f"out{p}{r}", data, order[1], cache))
+        pairs.append(sum(t["score"] for t in s_s) / sum(t["score"] for t in f_s))
+        firsts += f_s
+        seconds += s_s
+    oracle = timed_run(tmp_path / f"out{ROUNDS - 1}1", data, "hr-oracle", cache)
+    ratio = statistics.median(pairs)
+    report(benchmark, "re-scoring a second method", images=n, rounds=2 * ROUNDS, ratio=ratio,
+           pair_ratios=" ".join(f"{x:.3f}" for x in pairs), first_s=sum(t["score"] for t in firsts),
+           second_s=sum(t["score"] for t in seconds),
+           ratio_with_summaries=sum(t["total"] for t in seconds) / sum(t["total"] for t in firsts),
+           hr_oracle_ratio=oracle["score"] / firsts[-1]["score"])
+    assert ratio <= 0.55, f"second method costs {ratio:.2f} x the first (target <= 0.55; pairs {pairs})"
 
 
 def _fsrbench(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
