@@ -99,7 +99,7 @@ def model_costs(sr: np.ndarray, hr: np.ndarray, cache: Path, batch_size: int = 1
     through AlexNet, the reference implementation); ``lpips_hr_cached`` is what the harness pays with the HR
     features in ``cache`` (only the SR image through AlexNet)."""
     from fsrbench.api import CellContext
-    from fsrbench.engine.cache import Cache
+    from fsrbench.cache import Cache
     from fsrbench.metrics import face_common as fc
     from fsrbench.metrics.lpips import LPIPSMetric, build_lpips_alex, uint8_to_lpips_input
     from fsrbench.metrics.psnr_ssim import PSNR, SSIM

@@ -20,7 +20,7 @@ import pytest
 dlib = pytest.importorskip("dlib")
 
 from fsrbench.analysis.dlib_dnn import DlibFormatError, Reader, read_face_resnet  # noqa: E402
-from fsrbench.analysis.base import FaceBox  # noqa: E402
+from fsrbench.api.face import FaceBox  # noqa: E402
 
 DESC_TOL = 1e-4  # max |descriptor difference| (the bar; measured: < 1e-6)
 COS_TOL = 1e-6
@@ -250,7 +250,7 @@ class _Counting:
 @pytest.mark.parametrize("raises", [False, True])
 def test_descriptors_use_embed_batch_and_isolate_failures(monkeypatch, raises) -> None:
     from fsrbench.api import CellContext
-    from fsrbench.engine.cache import Cache
+    from fsrbench.cache import Cache
     from fsrbench.metrics import face_common as fc
 
     model = _Counting(batch_raises=raises)
@@ -276,7 +276,7 @@ def test_identity_metric_option_selects_the_model(faces_dev, one_torch_thread, m
     from fsrbench.analysis.dlib_models import DlibIdentity
     from fsrbench.analysis.dlib_resnet import DlibIdentityTorch
     from fsrbench.api import CellContext
-    from fsrbench.engine.cache import Cache
+    from fsrbench.cache import Cache
     from fsrbench.imageio import make_lr, upsample
     from fsrbench.metrics.identity import IdentitySimilarity
 

@@ -26,7 +26,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from fsrbench.analysis.base import FaceBox, face_image
+from fsrbench.api.face import FaceBox, face_image
 from fsrbench.analysis.dlib_dnn import Op, read_face_resnet
 from fsrbench.analysis.dlib_models import _HOG, _rect, _valid_box
 
