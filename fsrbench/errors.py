@@ -11,9 +11,9 @@ from __future__ import annotations
 import difflib
 import pickle
 
-__all__ = ["CellError", "ConfigError", "DataError", "MethodCrashed", "MethodRaised", "MethodTimeout", "PluginLoadError",
-           "ProtocolError", "RecipeError", "RegistryError", "TrainingDiverged", "Unavailable", "UnsafeFile",
-           "unknown_name_message"]
+__all__ = ["CellError", "ConfigError", "DataError", "DlibFormatError", "MethodCrashed", "MethodRaised", "MethodTimeout",
+           "PluginLoadError", "ProtocolError", "RecipeError", "RegistryError", "TrainingDiverged", "Unavailable",
+           "UnsafeFile", "unknown_name_message"]
 
 
 class Unavailable(RuntimeError):
@@ -71,6 +71,10 @@ class MethodCrashed(Exception):
 class MethodRaised(Exception):
     """A method raised a ``BaseException`` that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``
     in a worker, ...); recorded like any exception."""
+
+
+class DlibFormatError(ValueError):
+    """Bytes that are not the expected dlib serialization (``fsrbench.analysis.dlib_dnn``); names the byte offset."""
 
 
 def unknown_name_message(kind: str, name: str, known: list[str]) -> str:

@@ -46,11 +46,9 @@ from typing import Any
 
 import numpy as np
 
+from fsrbench.errors import DlibFormatError
+
 __all__ = ["DlibFormatError", "Reader", "Op", "face_resnet_type", "read_face_resnet"]
-
-
-class DlibFormatError(ValueError):
-    """The bytes are not the expected dlib serialization."""
 
 
 class Reader:
