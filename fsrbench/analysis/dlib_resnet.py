@@ -158,7 +158,7 @@ class DlibIdentityTorch:
     model does them), ``padding`` (0.25), ``min_size`` (8 px), ``device`` (``cpu``; ``cuda``, ``cuda:N``),
     ``batch_size`` (64 chips per forward pass).
 
-    Descriptors agree with dlib's to < 1e-6 (tests/test_identity_port.py), so the model shares dlib's model id
+    Descriptors agree with dlib's to < 1e-6 (tests/analysis/test_identity_port.py), so the model shares dlib's model id
     (and with it the analysis cache).
     """
 
