@@ -57,6 +57,15 @@ def weight_package_dirs() -> list[Path]:
     return out
 
 
+def _shown(path: str | os.PathLike[str]) -> str:
+    """A searched folder as a message shows it: relative to the working directory when it lies inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve())) if p.is_absolute() else str(p)
+    except ValueError:
+        return str(p)
+
+
 def eval_weight_roots(options: Mapping[str, Any]) -> list[Path]:
     """Where evaluation looks for trained weights when no ``--weights`` is given, in order; the first directory
     holding a card for (method, scale) wins.  [CHOICE] weights.search_order: the user's own checkpoints first —
@@ -225,7 +234,7 @@ def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | N
             if card is not None:
                 break
         if card is None:
-            raise Unavailable(f"no trained weights for {name} x{scale} (searched {', '.join(map(str, roots))}); "
+            raise Unavailable(f"no trained weights for {name} x{scale} (searched {', '.join(map(_shown, roots))}); "
                               f"train with: {train_command(name, scale or 8)}")
     if card is not None:
         if card.get("method") != name or (int(card.get("scale", -1)) != int(scale) and not any_scale):

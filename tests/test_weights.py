@@ -28,6 +28,11 @@ def test_missing_weights_name_every_searched_root(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "eval_weight_roots", lambda opts: [tmp_path / "a", tmp_path / "b"])
     with pytest.raises(Unavailable, match=f"searched {tmp_path / 'a'}, {tmp_path / 'b'}"):
         weights.load_for_eval(Tiny(), 4)
+    # folders inside the working directory are named relative to it (no machine paths on a board)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(weights, "eval_weight_roots", lambda opts: [tmp_path / "w" / "pkg", Path("ck"), Path("/elsewhere")])
+    with pytest.raises(Unavailable, match=r"searched w/pkg, ck, /elsewhere\)"):
+        weights.load_for_eval(Tiny(), 4)
 
 
 def test_read_state_dict_unwraps_and_strips_ddp_prefix(tmp_path):
