@@ -190,6 +190,10 @@ def priors_command(st: Stage, data: str, python: str) -> list[str]:
     return [python, "-c", code, data] + names
 
 
+#: seconds between the updates of a running stage's ``wall_s_interrupted`` (its time survives a kill)
+HEARTBEAT_S = 60.0
+
+
 def write_stage_info(work: Path, name: str, info: Mapping[str, Any]) -> None:
     d = work / name
     d.mkdir(parents=True, exist_ok=True)
@@ -233,12 +237,21 @@ def run_stage(rec: Recipes, name: str, work: Path, train_data: str, val_data: st
         for cmd in cmds:
             logf.write(f"$ {shlex.join(cmd)}\n")
             logf.flush()
-            rc = subprocess.call(["nice", "-n", str(nice)] + cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(["nice", "-n", str(nice)] + cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+            while True:
+                try:
+                    rc = proc.wait(timeout=HEARTBEAT_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    # a stage killed with its machine still counts the time it ran: the resumed run adds it
+                    info["wall_s_interrupted"] = info["wall_s_previous"] + time.time() - start
+                    write_stage_info(work, name, info)
             if rc:
                 break
     wall = time.time() - start
     info.update(status="finished" if rc == 0 else f"failed (exit {rc})", rc=rc,
                 finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    info.pop("wall_s_interrupted", None)
     info["wall_s"] = info.pop("wall_s_previous") + wall
     write_stage_info(work, name, info)
     log(f"[reference] {name}: {info['status']} in {wall / 60:.1f} min (threads {threads})")
@@ -329,6 +342,8 @@ def stage_record(rec: Recipes, work: Path, name: str) -> dict[str, Any]:
         raise RecipeError(f"stage {name!r} is not finished ({info.get('status')})")
     out: dict[str, Any] = {"stage": name, **{k: v for k, v in rec.stages[name].spec.items()}}
     out["wall_s"] = round(float(info.get("wall_s", 0.0)), 1)
+    if info.get("wall_s_note"):  # how a wall time that was not measured whole was obtained
+        out["wall_s_note"] = str(info["wall_s_note"])
     out["threads"] = int(info.get("threads", 1))
     out["commit"] = info.get("commit")
     if not rec.stages[name].is_priors:

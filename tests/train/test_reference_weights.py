@@ -256,8 +256,12 @@ def test_every_trainable_method_has_an_entry_shipped_or_pending_with_its_reason(
             card = ck.read_card(PACKAGE / f"{name}.card.json")
             assert card["method"] == spec["method"] and (PACKAGE / card["weights"]).is_file()
     assert shipped <= set(rec.entries)
-    builtins = [n for n in method_registry.names() if getattr(method_registry.get(n), "trainable", False)
-                and str(getattr(method_registry.get(n), "__module__", "")).startswith("fsrbench_baselines")]
+    from importlib.metadata import entry_points
+
+    # the built-ins as installed (entry points of the fsrbench distribution), not what other tests registered
+    declared = {ep.name for ep in entry_points(group="fsrbench.methods")
+                if ep.dist is not None and ep.dist.metadata["Name"] == "fsrbench"}
+    builtins = sorted(n for n in declared if getattr(method_registry.get(n), "trainable", False))
     assert len(builtins) == 13, builtins  # the issue's list: srcnn ... ufvnet
     for name in builtins:
         cls = method_registry.get(name)
@@ -269,3 +273,41 @@ def test_every_trainable_method_has_an_entry_shipped_or_pending_with_its_reason(
     out = capsys.readouterr().out
     for name, why in rec.pending().items():
         assert f"{name}: {why}" in out
+
+
+def test_a_stage_killed_with_its_machine_keeps_the_time_it_ran(tmp_path, monkeypatch):
+    """run_stage writes the running time into the stage file every HEARTBEAT_S seconds, so a stage whose
+    process died with the machine (no 'finished' written) adds that time to the resumed run's wall_s."""
+    import sys
+    import threading
+    import time
+
+    from fsrbench.train import reference as R
+
+    rec_file = tmp_path / "r.yaml"
+    rec_file.write_text("stages:\n  a: {method: srcnn, scale: 4, preset: smoke}\nentries: {}\n")
+    rec = Recipes.load(rec_file)
+    monkeypatch.setattr(R, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(R, "_git_commit", lambda cwd: "c0ffee")
+    monkeypatch.setattr(R, "train_command", lambda *a, **k: [sys.executable, "-c", "import time; time.sleep(0.6)"])
+    seen = []
+
+    def watch() -> None:
+        for _ in range(40):
+            f = tmp_path / "w" / "a" / STAGE_FILE
+            if f.is_file():
+                info = json.loads(f.read_text())
+                if "wall_s_interrupted" in info:
+                    seen.append(info["wall_s_interrupted"])
+            time.sleep(0.03)
+
+    (tmp_path / "w" / "a").mkdir(parents=True)
+    # the previous run was killed after 100 s: its file says running, with the heartbeat's time
+    (tmp_path / "w" / "a" / STAGE_FILE).write_text(json.dumps({"status": "running", "wall_s_interrupted": 100.0}))
+    t = threading.Thread(target=watch)
+    t.start()
+    assert R.run_stage(rec, "a", tmp_path / "w", "tr", "va", sys.executable, nice=0, log=lambda *_: None) == 0
+    t.join()
+    info = json.loads((tmp_path / "w" / "a" / STAGE_FILE).read_text())
+    assert info["status"] == "finished" and "wall_s_interrupted" not in info
+    assert 100.5 <= info["wall_s"] < 130 and seen and min(seen) >= 100.0
