@@ -8,6 +8,8 @@ any problem an error), 1 = unusable (nothing loads, or the dataset cannot even b
 Examples::
 
     fsrbench data check celeba --data-root /data/CelebA
+    fsrbench data check celeba:/data/CelebA@test-full          # NAME[:ROOT][@SPLIT], as `run --datasets`
+    fsrbench data check helen:/data/Helen@test-all
     fsrbench data check helen --config ~/fsrbench.yaml --split test-all
     fsrbench data check helen --data-root /data/helen -o split_file=/data/helen/test50.txt
     fsrbench data check released:/data/DIC/Helen --write-manifest helen-test.sha256
@@ -27,8 +29,8 @@ def add_parser(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     c = sub.add_parser("check", help="validate a dataset: counts, missing/unreadable files, hashes",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("dataset", help="dataset name, optionally with an argument: celeba, helen, ffhq, "
-                                   "released:DIR, folder:DIR")
+    c.add_argument("dataset", help="dataset spec NAME[:ROOT][@SPLIT]: celeba, celeba:/data/CelebA@test, "
+                                   "helen:/data/Helen@test-all, ffhq, released:DIR, folder:DIR")
     c.add_argument("--data-root", help="folder of the dataset (overrides the config file)")
     c.add_argument("--config", help="YAML file mapping dataset names to folders (see docs/datasets.md)")
     c.add_argument("--split", default=None, help="split to check (default: the dataset's test split)")
@@ -56,26 +58,15 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 
 def build_dataset(spec: str, data_root: str | None = None, config: str | None = None, split: str | None = None,
                   protocol: str | None = None, options: dict[str, Any] | None = None) -> Any:
-    """Construct a registered dataset from ``name[:arg]`` with the data-root/config/split options."""
-    from fsrbench.registry import RegistryError, instantiate, registry
+    """Construct a registered dataset from ``NAME[:ROOT][@SPLIT]`` with the data-root/config/split options."""
+    from fsrbench.data.opener import dataset_class, is_reader, open_dataset
+    from fsrbench.data.spec import parse_spec
 
-    name, _, arg = spec.partition(":")
-    try:
-        cls = registry("datasets").get(name)
-    except RegistryError:
-        if name != "released":  # entry point not declared yet in an older install
-            raise
-        from fsrbench.data.released import ReleasedPairs as cls
+    ds = parse_spec(spec)
     kw: dict[str, Any] = dict(options or {})
-    from fsrbench.data.base import FaceDataset
-
-    if isinstance(cls, type) and issubclass(cls, FaceDataset):
-        kw.update(data_root=data_root, protocol=protocol)
-        if config:
-            kw["config"] = config
-        if split:
-            kw["split"] = split
-    return instantiate(cls, arg=arg or None, **kw)
+    if is_reader(dataset_class(ds.name)):
+        kw["protocol"] = protocol
+    return open_dataset(ds, split=split, data_root=data_root, config=config, **kw)
 
 
 def _generic_check(ds: Any, read: bool) -> Any:
@@ -156,6 +147,9 @@ def check_handler(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, Unavailable, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"fsrbench data check: {args.dataset} is unusable: {msg}", file=sys.stderr)
+        help_text = _download_help(args.dataset)
+        if help_text:
+            print(f"what to download and where it goes: {help_text}", file=sys.stderr)
         return 1
     if args.write_manifest:
         if not hasattr(ds, "manifest_lines"):
@@ -173,6 +167,22 @@ def check_handler(args: argparse.Namespace) -> int:
         print(json.dumps(d, indent=2, default=str))
     else:
         _print_report(rep, args.max_problems)
+    if not rep.ok or any("missing" in pr.reason for pr in rep.problems):
+        help_text = _download_help(args.dataset)
+        if help_text:
+            print(f"what to download and where it goes: {help_text}", file=sys.stderr)
     if not rep.ok or (args.strict and rep.problems):
         return 1
     return 0
+
+
+def _download_help(spec: str) -> str:
+    """The reader's ``download`` text (what to fetch, where it goes), or "" for datasets without one."""
+    from fsrbench.data.spec import parse_spec
+
+    try:
+        from fsrbench.data.opener import dataset_class
+
+        return str(getattr(dataset_class(parse_spec(spec).name), "download", "") or "")
+    except Exception:  # noqa: BLE001 - an unknown name was reported already
+        return ""

@@ -90,21 +90,53 @@ class FaceDataset(Dataset):
     """Base of the readers: subclasses set ``name`` and implement ``_index`` and ``_make_hr``."""
 
     splits: tuple[str, ...] = ("test",)
+    default_split: str = "test"  # the evaluation split (``fsrbench run``, ``data check``)
+    #: splits that hold test images: ``fsrbench train`` refuses them unless told explicitly (--allow-test-split)
+    test_splits: tuple[str, ...] = ("test",)
     crop_rule: str = ""
+    #: what a user must download and where it goes (printed by ``fsrbench data check`` when the data is not usable)
+    download: str = ""
+    #: images the split holds (its list, present or not; set by ``_index``): a run on fewer is marked partial
+    split_size: int | None = None
 
-    def __init__(self, arg: str | None = None, data_root: str | None = None, split: str = "test",
-                 protocol: Any = None, **options: Any) -> None:
+    def __init__(self, arg: str | None = None, data_root: str | None = None, split: str | None = None,
+                 protocol: Any = None, default_split: str | None = None, **options: Any) -> None:
         super().__init__(arg, **options)
-        self.root, extra = resolve_root(self.name, data_root, arg, options.get("config"))
+        self.root, extra = resolve_root(self.name, data_root, arg, options.get("config"), split=split)
+        entry_split = extra.pop("split", None)
+        entry_list = extra.pop("split_file", None)
         for k, v in extra.items():  # config-file options; explicit options win
             self.options.setdefault(k, v)
+        if split:
+            source = "the dataset spec or --split"
+        elif entry_split:
+            source = f"`split:` of {self.name} in the config file"
+        elif default_split:
+            source = "the command's default"
+        else:
+            source = "the dataset's default"
+        split = split or entry_split or default_split or self.default_split
         if split not in self.splits:
-            raise ValueError(f"{self.name}: unknown split {split!r}; choose one of {', '.join(self.splits)}")
+            raise ValueError(f"{self.name}: unknown split {split!r} (from {source}); choose one of "
+                             f"{', '.join(self.splits)}, e.g. --datasets {self.name}@{self.splits[0]}")
+        if entry_list and "split_file" not in self.options and (entry_split or self.default_split) == split:
+            self.options["split_file"] = entry_list  # a config entry's list belongs to its own split
         self.split = split
         self.protocol = protocol
         self.split_card: dict[str, Any] = {}
         self._entries: dict[str, Any] | None = None
         self._order: list[str] = []
+
+    @property
+    def display_name(self) -> str:
+        """``celeba`` for the default split, ``celeba@test-full`` for another; the root is not part of the name
+        (the fingerprint in run.json records it), so results from two machines name their cells alike."""
+        return self.name if self.split == self.default_split else f"{self.name}@{self.split}"
+
+    @property
+    def is_test_split(self) -> bool:
+        """True when this split holds test images (``fsrbench train`` refuses it unless told explicitly)."""
+        return self.split in self.test_splits
 
     # -- subclass hooks ---------------------------------------------------------------------------
     def _index(self) -> tuple[list[str], dict[str, Any]]:

@@ -118,8 +118,15 @@ class CelebA(FaceDataset):
     name = "celeba"
     description = "CelebA aligned (5-point crop) or DIC-annotated in-the-wild crops; test = celeba-test1000"
     splits = ("test", "test-full", "val", "train", "all")
+    download = (
+        "CelebA (mmlab.ie.cuhk.edu.hk/projects/CelebA.html, the Google-Drive folder `CelebA`): download "
+        "Img/img_align_celeba.zip, Eval/list_eval_partition.txt and Anno/list_landmarks_align_celeba.txt. Keep the "
+        "download's layout under one folder ROOT (e.g. /data/CelebA): unzip so that ROOT/Img/img_align_celeba/000001.jpg "
+        "exists, and ROOT/Eval/list_eval_partition.txt, ROOT/Anno/list_landmarks_align_celeba.txt. Then use "
+        "--datasets celeba:ROOT, or --data-root / $FSRBENCH_DATA_ROOT pointing at the folder that holds CelebA/.")
+    test_splits = ("test", "test-full", "all")  # hold test images: `fsrbench train` refuses them
 
-    def __init__(self, arg: str | None = None, data_root: str | None = None, split: str = "test",
+    def __init__(self, arg: str | None = None, data_root: str | None = None, split: str | None = None,
                  protocol: Any = None, **options: Any) -> None:
         super().__init__(arg, data_root, split, protocol, **options)
         crop = self.options.get("crop", "auto")
@@ -185,6 +192,7 @@ class CelebA(FaceDataset):
         wanted = self._split_ids(partition)
         if wanted is None:
             wanted = sorted(p.name for p in img_dir.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+        self.split_size = len(wanted)
         order, entries = [], {}
         for name in wanted:
             path = img_dir / name
@@ -211,6 +219,7 @@ class CelebA(FaceDataset):
         else:
             names = list(ann)
             self.split_card = {"split": "dic-annotations", "n": len(names)}
+        self.split_size = len(names)
         order, entries = [], {}
         for name in names:
             info = ann.get(name)

@@ -34,9 +34,14 @@ class FFHQ(FaceDataset):
     name = "ffhq"
     description = "FFHQ 1024->128 (PIL bicubic); test = ffhq-test1000 (ids 60000-60999)"
     splits = ("test", "val", "train", "all")
+    download = (
+        "FFHQ (github.com/NVlabs/ffhq-dataset): download images1024x1024/ (or thumbnails128x128/, numbers not "
+        "interchangeable) into one folder ROOT (e.g. /data/FFHQ) so that ROOT/images1024x1024/60000/60000.png exists. "
+        "Then use --datasets ffhq:ROOT.")
+    test_splits = ("test", "val", "all")  # hold test images: `fsrbench train` refuses them
     crop_rule = "resize"
 
-    def __init__(self, arg: str | None = None, data_root: str | None = None, split: str = "test",
+    def __init__(self, arg: str | None = None, data_root: str | None = None, split: str | None = None,
                  protocol: Any = None, **options: Any) -> None:
         super().__init__(arg, data_root, split, protocol, **options)
         src = str(self.options.get("source", "auto"))
@@ -74,6 +79,7 @@ class FFHQ(FaceDataset):
             present = sorted(p.stem for p in self.src_dir.rglob("*.png") if p.stem.isdigit())
             wanted = [s for s in present if int(s) in rng]
             self.split_card = {"split": self.split, "range": [rng.start, rng.stop - 1]}
+        self.split_size = len(wanted)
         order, entries = [], {}
         for sid in wanted:
             if not sid.isdigit():

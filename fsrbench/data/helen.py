@@ -56,9 +56,16 @@ class Helen(FaceDataset):
     name = "helen"
     description = "Helen with 194-point annotations (landmark crop); test = the DIC 50 subset via split_file"
     splits = ("test", "test-all", "train", "all")
+    download = (
+        "Helen (www.ifp.illinois.edu/~vuongle2/helen/): download helen_1.zip ... helen_5.zip, annotation.zip, "
+        "trainnames.txt and testnames.txt. Unzip everything into one folder ROOT (e.g. /data/Helen) so that "
+        "ROOT/helen_1/*.jpg ... ROOT/helen_5/*.jpg, ROOT/annotation/1.txt ... 2330.txt, ROOT/trainnames.txt and "
+        "ROOT/testnames.txt exist. Evaluate its 330 test images with --datasets helen:ROOT@test-all; DIC's 50-image "
+        "subset is not published as a list (split_file=FILE, or DIC's PNGs with released:DIR).")
+    test_splits = ("test", "test-all", "all")  # hold test images: `fsrbench train` refuses them
     crop_rule = "landmarks194"
 
-    def __init__(self, arg: str | None = None, data_root: str | None = None, split: str = "test",
+    def __init__(self, arg: str | None = None, data_root: str | None = None, split: str | None = None,
                  protocol: Any = None, **options: Any) -> None:
         super().__init__(arg, data_root, split, protocol, **options)
         self.crop_scale = float(self.options.get("crop_scale", 1.3))
@@ -68,8 +75,9 @@ class Helen(FaceDataset):
             raise FileNotFoundError(
                 "helen: the 50-image DIC/SPARNet test subset is not published as a list, so fsrbench cannot "
                 "select it by itself. Pass split_file=FILE (one Helen image name per line, e.g. the names of DIC's "
-                "released Helen/HR PNGs), use `--datasets released:/path/to/Helen` on DIC's PNGs, or choose "
-                "split=test-all / --split test-all (Helen's 330 test images)")
+                "released Helen/HR PNGs; in a config file: `helen: {root: ..., split_file: FILE}`), use "
+                "`--datasets released:/path/to/Helen` on DIC's PNGs, or choose Helen's 330 test images: "
+                "`--datasets helen@test-all` (or `split: test-all` in the config file)")
 
     def crop_params(self) -> dict[str, Any]:
         return {"scale": self.crop_scale, "shift": self.crop_shift, "pad": self.pad}
@@ -127,6 +135,7 @@ class Helen(FaceDataset):
                                             f"{self.root}; both come with the Helen download")
                 wanted = sorted(p.stem for p in folder.rglob("*") if p.suffix.lower() in _SUFFIXES)
                 self.split_card = {"split": self.split, "source": f"{kind}/ folder"}
+        self.split_size = len(wanted)
         order, entries = [], {}
         for name in wanted:
             if name not in images:

@@ -55,9 +55,13 @@ class ReleasedPairs(FaceDataset):
     name = "released"
     description = "released:<dir> — DIC-style test PNGs (DIR/HR, DIR/LR), pinned by sha256"
     splits = ("test",)
+    download = (
+        "DIC's released test images (the Google/Baidu-Drive archive linked in DIC's README): unpack it so that "
+        "DIR/HR/*.png (128x128) and optionally DIR/LR/*.png exist for each set (e.g. .../Helen), then use "
+        "--datasets released:DIR.")
     crop_rule = "none (released 128x128 PNGs)"
 
-    def __init__(self, arg: str | None = None, data_root: str | None = None, split: str = "test",
+    def __init__(self, arg: str | None = None, data_root: str | None = None, split: str | None = None,
                  protocol: Any = None, **options: Any) -> None:
         super().__init__(arg, data_root, split, protocol, **options)
         self.hr_dir = self.root / "HR"
@@ -94,6 +98,7 @@ class ReleasedPairs(FaceDataset):
             for k, v in read_dic_annotations(self.options["annotations"]).items():
                 lm = v.get("landmark") if isinstance(v, dict) else v
                 self._landmarks[str(k).replace(".jpg", ".png")] = np.asarray(lm, dtype=np.float64).reshape(-1, 2)
+        self.split_size = len(wanted)
         order, entries = [], {}
         for name in wanted:
             path = self.hr_dir / name

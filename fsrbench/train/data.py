@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from fsrbench.api import Batch, DataError, Dataset, TrainBatch, Unavailable
-from fsrbench.data import open_dataset  # noqa: F401 - the one dataset opener (train/loop.py imports it from here)
+from fsrbench.data import open_dataset as _open_dataset
 
 _LANDMARK_PRIORS = ("landmarks68", "landmarks478_hr", "landmarks478_lr")
 _SYMMETRIC_PRIORS = ("au",)
@@ -39,6 +39,12 @@ _SYMMETRIC_PRIORS = ("au",)
 # ------------------------------------------------------------------------------------------------
 # datasets
 # ------------------------------------------------------------------------------------------------
+def open_dataset(spec: str | Dataset, **options: Any) -> Dataset:
+    """A dataset from a spec ``NAME[:ROOT][@SPLIT]`` (e.g. ``folder:/data/faces``, ``celeba@train``), via the
+    registry; a reader's split defaults to ``train`` (:func:`fsrbench.data.opener.open_dataset`)."""
+    return _open_dataset(spec, **{"default_split": "train", **options})
+
+
 def split_holdout(ids: Sequence[str], n_holdout: int, seed: int = 0) -> tuple[list[str], list[str]]:
     """Deterministic (train, val) split of ``ids``: the ``n_holdout`` ids with the smallest seeded hash."""
     if n_holdout <= 0:

@@ -17,8 +17,19 @@ def test_every_caller_uses_the_one_opener():
     import fsrbench.report.profile as profile
     import fsrbench.train.data as train_data
 
-    assert runner.open_dataset is open_dataset and train_data.open_dataset is open_dataset
+    assert runner.open_dataset is open_dataset and train_data._open_dataset is open_dataset
     assert grids.open_dataset is open_dataset and profile.open_dataset is open_dataset
+
+
+def test_training_opens_the_train_split_by_default_through_the_one_opener(monkeypatch):
+    import fsrbench.train.data as train_data
+
+    calls = []
+    monkeypatch.setattr(train_data, "_open_dataset", lambda spec, **kw: calls.append((spec, kw)) or "ds")
+    assert train_data.open_dataset("celeba", data_root="/x") == "ds"
+    assert train_data.open_dataset("celeba@val", default_split="val") == "ds"
+    assert calls == [("celeba", {"default_split": "train", "data_root": "/x"}),
+                     ("celeba@val", {"default_split": "val"})]
 
 
 def test_specs_instances_and_factories(tmp_path):
@@ -46,7 +57,8 @@ def test_specs_instances_and_factories(tmp_path):
     try:
         assert open_dataset("toy:x", size=3).ids() == ["x-0", "x-1", "x-2"]  # arg positional, options by keyword
         assert open_dataset("toy").ids() == ["None-0", "None-1"]  # no arg: the class's default
-        assert open_dataset("toy:").ids() == ["None-0", "None-1"]  # an empty arg is no arg
+        with pytest.raises(ValueError, match="NAME\\[:ROOT\\]"):  # an empty arg is a typo, named with the grammar
+            open_dataset("toy:")
         assert open_dataset("toy-factory:y").ids() == ["y-0", "y-1"]
     finally:
         reg.datasets.unregister("toy")
