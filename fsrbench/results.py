@@ -49,6 +49,26 @@ PER_IMAGE_DTYPES = {"image_id": str, "error": str, "note": str, "status": str, "
 # ------------------------------------------------------------------------------------------------
 # atomic writes (the one implementation for the package: results, SR PNGs, caches, checkpoints)
 # ------------------------------------------------------------------------------------------------
+def current_umask() -> int:
+    """The process umask (read from /proc where possible: setting it to read it is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def public_mode(path: str | os.PathLike[str], directory: bool = False) -> None:
+    """Give a file made by :mod:`tempfile` (0600, dirs 0700) the mode a plain ``open``/``mkdir`` would give it under
+    the umask (usually 0644 / 0755), so colleagues on a shared server can read the results."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], fsync: bool = True) -> Iterator[Path]:
     """A temporary path beside ``path`` (``.<name>.XXXX.tmp``) to write; when the block ends without an error
@@ -60,6 +80,7 @@ def atomic_path(path: str | os.PathLike[str], fsync: bool = True) -> Iterator[Pa
     os.close(fd)
     tmp = Path(name)
     try:
+        public_mode(tmp)  # before the caller writes: a replaced file keeps the mode of the temporary one
         yield tmp
         if fsync:
             with open(tmp, "rb") as fh:
@@ -200,6 +221,7 @@ def write_cell(out: Path, cdir: Path, table: Any, summary: dict[str, Any]) -> No
     ``summary.json`` gets an ``integrity`` block — the per-image table's SHA-256 and row count and the
     SHA-256 of the rest of the summary — that :func:`verify_cell` checks before a cell is reused."""
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".cell-"))
+    public_mode(tmp, directory=True)
     try:
         write_csv_atomic(tmp / "per_image.csv", table)
         data = (tmp / "per_image.csv").read_bytes()
@@ -302,7 +324,7 @@ def gather(out: Path, protocol_card: dict[str, Any], skipped: list[dict[str, Any
     metrics_doc = {
         "fsrbench": {"results_format": RESULTS_FORMAT},
         "protocol": protocol_card,
-        "cells": [{k: v for k, v in d.items() if k not in ("cell_key", "integrity")} for d in summaries],
+        "cells": [{k: v for k, v in d.items() if k not in ("cell_key", "integrity", "cell_inputs")} for d in summaries],
         "skipped": sorted(skipped, key=lambda s: (s["dataset"], s["scale"], s["method"])),
         "skipped_metrics": sorted(skipped_metrics, key=lambda s: s["metric"]),
         # the per_image.csv written with it: a reader can tell when a kill left the two from different moments

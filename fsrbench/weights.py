@@ -257,6 +257,48 @@ def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | N
     return model, card
 
 
+#: split names that hold test images in the built-in readers (cards written before the ``test_split`` flag)
+_TEST_SPLIT_NAMES = ("test", "test-full", "test-all", "all")
+
+
+def weights_provenance(card: Mapping[str, Any] | None, paper_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """How a cell's weights bear on comparisons, from its weight card: ``{"comparable": bool, "why": str,
+    "test_split": bool, "split": str | None}``.
+
+    Not comparable with the papers' numbers: weights trained on a split that holds test images; fsrbench's shipped
+    reference weights (``kind: reference``); weights trained on fewer images than the method's paper recipe
+    (``paper_config``, the method's ``default`` preset: steps x batch), e.g. a ``smoke`` run.  No card (a method
+    without weights), SR images made elsewhere and a bare weights file are taken as they come."""
+    out: dict[str, Any] = {"comparable": True, "why": "", "test_split": False, "split": None}
+    if not isinstance(card, Mapping):
+        return out
+    ds = card.get("dataset") if isinstance(card.get("dataset"), Mapping) else {}
+    out["split"] = ds.get("split")
+    flag = ds.get("test_split")
+    test = bool(flag) if flag is not None else (ds.get("split") in _TEST_SPLIT_NAMES)
+    why = []
+    if test:
+        out["test_split"] = True
+        why.append(f"trained on {ds.get('name') or '?'}, a split that holds test images")
+    kind = card.get("kind")
+    if kind == "reference":
+        why.append("fsrbench CPU reference weights (a small budget on faces-train), not the paper's")
+    elif kind in ("step", "best") and paper_config:
+        cfg = card.get("config") if isinstance(card.get("config"), Mapping) else {}
+        try:
+            seen = int(card.get("step") or 0) * int(cfg.get("batch_size") or 0)
+            paper_steps = paper_config.get("steps")
+            paper = int(paper_steps) * int(paper_config.get("batch_size") or 0) if paper_steps else None
+        except (TypeError, ValueError):
+            seen, paper = 0, None
+        if paper and seen < paper:
+            why.append(f"trained {card.get('step')} steps x batch {cfg.get('batch_size')}, less than the paper "
+                       f"recipe's {paper_steps} x {paper_config.get('batch_size')} (a smoke or reduced run)")
+    if why:
+        out["comparable"], out["why"] = False, "; ".join(why)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # partial loads (init_from)
 # ------------------------------------------------------------------------------------------------

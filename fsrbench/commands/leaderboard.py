@@ -14,7 +14,7 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("leaderboard", help="render the leaderboard of a results directory (md, csv or latex)",
-                       description="One table per dataset x scale: every summary with 95%% CI, best in bold, "
+                       description="One table per dataset x scale: every summary with 95% CI, best in bold, "
                                    "significance vs the best, mean rank, cost, N and failures.")
     p.add_argument("run_dir", help="results directory written by `fsrbench run`")
     p.add_argument("--output", "-o", default=None, help="write to this file instead of stdout")

@@ -37,6 +37,8 @@ from fsrbench.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 from fsrbench.results import (ID_COLUMNS, STATUS_COLUMNS, CellError, atomic_write_bytes, cell_dir, cell_dirs,
                               check_writable, clean_stale, gather, json_bytes, jsonable, load_json, provenance,
                               run_lock, slug, sr_dir, verify_cell, write_cell)
+from fsrbench.recipes import resolve_config
+from fsrbench.weights import weights_provenance
 
 __all__ = ["MULTIRES_INPUTS", "RunResult", "RunSpec", "Runner", "by_lr_size", "default_out", "run"]
 
@@ -173,7 +175,7 @@ class Runner:
         metrics = self._metrics()
         self.scorer = self.scorer_class(self.components, metrics, dict(self.spec.metric_options, seed=self.spec.seed),
                                  progress=self.spec.progress)
-        method_names = resolve_methods(self.spec.methods)
+        method_names = self._resolve_methods()
         for name in self.spec.weights:
             if name not in method_names:
                 if name not in reg.methods:
@@ -183,12 +185,17 @@ class Runner:
                                  f"({', '.join(method_names)}); add it to --methods or drop that --weights")
         datasets = []
         for dspec in self.spec.datasets:
-            ds = open_dataset(dspec, **self.spec.dataset_options)
+            ds = self._open_dataset(dspec)
             for f, why in ds.skipped:
                 self.log(f"{ds.display_name}: skipped {f}: {why}")
             if self.spec.multires:
                 ds = MultiRes(ds, self.spec.multires)
+            same = [d for d in datasets if d.display_name == ds.display_name]
+            if same:
+                raise ValueError(f"--datasets {dspec!r} and another spec both open {ds.display_name!r}; their "
+                                 "cells would share one folder: give them different splits or drop one")
             datasets.append(ds)
+        self._check_explicit_weights(method_names)
         self._write_run_json(metrics, method_names, datasets, started=t0, finished=None)
         plan = [(ds, s, m) for ds in datasets for m in method_names for s in self._cell_scales(m)]
         plan.sort(key=lambda c: (datasets.index(c[0]), c[1], method_names.index(c[2])))
@@ -229,6 +236,47 @@ class Runner:
                                  f"of {self.out}: run its method, dataset and scale ({rel}) again with the same "
                                  f"--out, or delete that folder") from None
 
+    @staticmethod
+    def _split_size(ds: Dataset) -> int:
+        """How many images the cell's split holds (its list, present or not): a cell on fewer (``--limit``, missing
+        files) is marked partial on the boards.  A multi-resolution set holds every base image at every size."""
+        base = ds.base if isinstance(ds, MultiRes) else ds
+        n = getattr(base, "split_size", None)
+        n = int(n) if isinstance(n, int) else len(base.ids())
+        return n * len(ds.sizes) if isinstance(ds, MultiRes) else n
+
+    @staticmethod
+    def _provenance(method: Any, name: str) -> dict[str, Any]:
+        """Whether the method's weights are comparable with the papers' numbers (:func:`fsrbench.weights.
+        weights_provenance`; the paper recipe is the ``default`` training preset of the method's class, read from
+        its YAML: an isolated method's class is asked, its code is not run here)."""
+        card = getattr(method, "weights_card", None)
+        paper = None
+        if isinstance(card, dict) and card.get("kind") in ("step", "best"):
+            with contextlib.suppress(Exception):
+                paper = resolve_config(reg.methods.get(name), "default")
+        return weights_provenance(card, paper)
+
+    def _resolve_methods(self) -> list[str]:
+        return resolve_methods(self.spec.methods)
+
+    def _open_dataset(self, spec: str) -> Dataset:
+        return open_dataset(spec, **self.spec.dataset_options)
+
+    def _check_explicit_weights(self, method_names: list[str]) -> None:
+        """``--weights METHOD=PATH`` that cannot be loaded at one of the run's scales is an error (exit 2) before any
+        cell is scored, not a "not evaluated" row: the user asked for exactly these weights."""
+        for mname, path in self.spec.weights.items():
+            if mname not in method_names:
+                continue
+            for scale in self._cell_scales(mname):
+                # set up where the run would set it up (--isolate): a plugin's code stays in its worker
+                method, why = ready_method(self.components, mname, scale, self.spec.isolate)
+                if isinstance(method, IsolatedMethod):
+                    method.close()
+                if method is None:
+                    raise ValueError(f"--weights {mname}={path} cannot be used at x{scale}: {why}")
+
     def _cell_scales(self, name: str) -> list[int]:
         """The cells of a method. Multi-resolution runs give an ``any_scale`` method one cell, ``scale = 0``
         ("native": each LR at its own size), and a fixed-scale method one cell per model scale of
@@ -252,6 +300,12 @@ class Runner:
 
     def _cell_key(self, ds: Dataset, ids: list[str], scale: int, method: str, m: Method,
                   metrics: list[Metric]) -> str:
+        return hashlib.sha256(json.dumps(self._cell_inputs(ds, ids, scale, method, m, metrics), sort_keys=True,
+                                         default=str).encode()).hexdigest()
+
+    def _cell_inputs(self, ds: Dataset, ids: list[str], scale: int, method: str, m: Method,
+                     metrics: list[Metric]) -> dict[str, Any]:
+        """What a cell's key is the hash of (stored beside the key, so a recomputation can say what changed)."""
         card = getattr(m, "weights_card", None) or {}
         base = ds.base if isinstance(ds, MultiRes) else ds
         key = {
@@ -271,13 +325,15 @@ class Runner:
             key["amp"] = self.spec.amp
         if isinstance(ds, MultiRes):  # how LR of any size reaches each kind of method (docs/multires.md)
             key["multires_inputs"] = MULTIRES_INPUTS
-        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        return json.loads(json.dumps(key, sort_keys=True, default=str))
 
     def _run_cell(self, ds: Dataset, scale: int, mname: str, metrics: list[Metric]) -> None:
         dname = ds.display_name
         cdir = self.cell_dir(dname, scale, mname)
         ids = self._cell_ids(ds)
         method, why = ready_method(self.components, mname, scale, self.spec.isolate)
+        if method is None and mname in self.spec.weights:  # asked for explicitly: no skip
+            raise ValueError(f"--weights {mname}={self.spec.weights[mname]} cannot be used at x{scale}: {why}")
         if method is None:
             self.skipped.append({"dataset": dname, "scale": scale, "method": mname, "reason": why})
             self.log(f"skip {mname} x{scale} on {dname}: {why}")
@@ -292,6 +348,7 @@ class Runner:
     def _score_and_write(self, ds: Dataset, ids: list[str], scale: int, mname: str, method: Any,
                          metrics: list[Metric], cdir: Path) -> None:
         dname = ds.display_name
+        inputs = self._cell_inputs(ds, ids, scale, mname, method, metrics)
         key = self._cell_key(ds, ids, scale, mname, method, metrics)
         if cdir.is_dir() and not self.spec.force:
             try:
@@ -303,7 +360,8 @@ class Runner:
                     self.cached.append((dname, scale, mname))
                     self.log(f"done already: {mname} x{scale} on {dname} (use --force to recompute)")
                     return
-                self.log(f"recomputing {mname} x{scale} on {dname}: its inputs changed")
+                self.log(f"recomputing {mname} x{scale} on {dname}: its inputs changed "
+                         f"({changed_inputs(stored, inputs, self.protocol.id)}); the stored cell is replaced")
         srdir = self.sr_dir(dname, scale, mname)
         if self.group.is_main:
             if self.spec.force or not (srdir / "KEY").is_file() or (srdir / "KEY").read_text() != key:
@@ -340,8 +398,9 @@ class Runner:
             with contextlib.suppress(Exception):
                 info["params"] = int(sum(p.numel() for p in method.model.parameters()))
         summary = {
-            "cell_key": key, "dataset": dname, "scale": scale, "method": mname,
+            "cell_key": key, "cell_inputs": inputs, "dataset": dname, "scale": scale, "method": mname,
             "protocol": self.protocol.card(), "n_images": int(len(table)), "n_failed": int(len(failures)),
+            "n_split": self._split_size(ds), "weights_provenance": self._provenance(method, mname),
             "failures": failures, "metrics": summaries, "method_info": info, "notes": sorted(set(notes)),
             "weights": getattr(method, "weights_card", None),
         }
@@ -437,6 +496,58 @@ def validate_spec(spec: RunSpec, protocol: Protocol) -> None:
         raise ValueError(f"--batch-timeout must be a number of seconds >= 0 (0 = no limit), got {spec.batch_timeout!r}")
     if spec.isolate not in ISOLATE_MODES:
         raise ValueError(f"--isolate {spec.isolate!r}: use one of {', '.join(ISOLATE_MODES)}")
+
+
+#: how each part of a cell key is named when it changed
+_INPUT_NAMES = {"protocol": "protocol", "dataset": "dataset", "ids": "image ids", "scale": "scale",
+                "method": "method", "weights": "weights", "metrics": "metrics or their options", "amp": "--amp",
+                "multires_inputs": "multi-resolution input rule", "implementation": "implementation"}
+
+
+def _changed_implementations(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The parts of a cell key's ``implementation`` (issue 24: which code) that changed, metrics matched by name (a
+    metric added or dropped is already "metrics or their options")."""
+    oi, ni = old.get("implementation"), new.get("implementation")
+    if not isinstance(oi, dict) or not isinstance(ni, dict):
+        return ["implementation of the method, metrics and dataset"] if oi != ni else []
+    out = [f"{part} implementation" for part in ("method", "dataset") if oi.get(part) != ni.get(part)]
+
+    def by_name(inputs: dict[str, Any], impl: dict[str, Any]) -> dict[str, Any]:
+        names = [m[0] if isinstance(m, list) and m else m for m in inputs.get("metrics") or []]
+        return dict(zip(names, impl.get("metrics") or []))
+
+    om, nm = by_name(old, oi), by_name(new, ni)
+    out += [f"{name} implementation" for name in nm if name in om and om[name] != nm[name]]
+    return out
+
+
+def changed_inputs(old_summary: dict[str, Any], new: dict[str, Any], protocol_id: str = "") -> str:
+    """Which inputs of a cell differ between a stored cell (its summary.json) and now, in words."""
+    parts = []
+    old_proto = (old_summary.get("protocol") or {}).get("id") if isinstance(old_summary.get("protocol"), dict) else None
+    old = old_summary.get("cell_inputs")
+    if not isinstance(old, dict):
+        if old_proto and protocol_id and old_proto != protocol_id:
+            return f"protocol {old_proto} -> {protocol_id}; use another --out to keep both"
+        return "the stored cell does not record its inputs (written by an older fsrbench)"
+    order = list(_INPUT_NAMES)
+    for k in sorted(set(old) | set(new), key=lambda k: order.index(k) if k in order else len(order)):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        label = _INPUT_NAMES.get(k, k)
+        if k == "implementation":
+            parts.extend(_changed_implementations(old, new))
+        elif k == "protocol":
+            parts.append(f"protocol {old_proto or str(a)[:12]} -> {protocol_id or str(b)[:12]}; use another --out "
+                         "to keep both")
+        elif k == "weights":
+            parts.append(f"weights or SR files sha256 {str(a)[:12]} -> {str(b)[:12]}")
+        elif k in ("scale", "dataset", "method", "amp"):
+            parts.append(f"{label} {a} -> {b}")
+        else:
+            parts.append(label)
+    return ", ".join(parts) or "nothing recorded differs"
 
 
 def by_lr_size(ok: pd.DataFrame, columns: list[str]) -> dict[str, dict[str, float]]:
