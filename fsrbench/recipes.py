@@ -197,7 +197,12 @@ def resolve_config(method: Any, preset: str = "default", config_file: str | Path
         cfg = deep_merge(cfg, presets["default"])
         if preset != "default":
             if preset not in presets:
-                raise ConfigError(f"{method_config_path(method)}: no preset {preset!r} (have {sorted(presets)})")
+                import difflib
+
+                close = difflib.get_close_matches(preset, sorted(presets), n=2, cutoff=0.5)
+                hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+                raise ConfigError(f"{method_config_path(method)}: no preset {preset!r}.{hint} "
+                                  f"Presets: {', '.join(sorted(presets))} (--preset NAME)")
             cfg = deep_merge(cfg, presets[preset])
     elif preset not in ("default", None):
         raise ConfigError(f"method {getattr(method, 'name', method)!r} has no config file, so no preset {preset!r}")

@@ -19,9 +19,15 @@ def add_parser(subparsers: Any) -> None:
                     "(default ./checkpoints/METHOD-xSCALE), where `fsrbench run` finds them.")
     p.add_argument("method", help="registered method name (see `fsrbench list methods`)")
     p.add_argument("--scale", type=int, required=True, help="upscaling factor (4 or 8)")
-    p.add_argument("--dataset", required=True, help="training dataset spec, e.g. folder:/path/to/faces or celeba")
+    p.add_argument("--dataset", required=True,
+                   help="training dataset spec NAME[:ROOT][@SPLIT], e.g. folder:/path/to/faces, celeba (= its train "
+                        "split), celeba:/data/CelebA@train (docs/datasets.md)")
     p.add_argument("--val-dataset", default=None,
-                   help="validation dataset spec (default: `val_holdout` images held out of --dataset)")
+                   help="validation dataset spec (default: `val_holdout` images held out of --dataset); a reader's "
+                        "default split here is `val`, e.g. celeba -> celeba@val")
+    p.add_argument("--allow-test-split", action="store_true",
+                   help="allow training or validating on a split that holds test images (celeba@test, helen@test-all, "
+                        "ffhq@val ...); the weights are then marked on every board")
     p.add_argument("--config", default=None, help="YAML file of config overrides")
     p.add_argument("--preset", default="default", help="preset of the method's YAML: default (paper recipe) or smoke")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -34,9 +40,39 @@ def add_parser(subparsers: Any) -> None:
                    help="load a method plugin first (repeatable)")
     p.add_argument("--plugin-override", action="store_true",
                    help="let a --plugin replace a registered method of the same name (refused otherwise)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    prog = p.add_mutually_exclusive_group()
+    prog.add_argument("--progress", dest="progress", action="store_true", default=None,
+                      help="show the progress bars (default: only when stderr is a terminal)")
+    prog.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=handler)
+
+
+def training_dataset(spec: str, purpose: str = "train", allow_test: bool = False) -> Any:
+    """The dataset of ``--dataset`` (``purpose="train"``: a reader's split defaults to ``train``) or
+    ``--val-dataset`` (``"val"``: ``val``, else a refusal naming the choices); a split that holds test images is
+    refused unless ``allow_test``."""
+    from fsrbench.data import open_dataset
+    from fsrbench.data.opener import dataset_class, is_reader
+    from fsrbench.data.spec import parse_spec
+
+    ds_spec = parse_spec(spec)
+    cls = dataset_class(ds_spec.name)
+    flag = "--dataset" if purpose == "train" else "--val-dataset"
+    if is_reader(cls) and not ds_spec.split:
+        if purpose == "val" and "val" not in cls.splits:
+            raise ValueError(f"{flag} {spec}: {ds_spec.name} has no `val` split; name one ({', '.join(cls.splits)}), "
+                             f"e.g. {flag} {ds_spec.name}@train (other images than --dataset!), or omit {flag} to "
+                             "hold out `val_holdout` training images")
+        ds_spec.split = "train" if purpose == "train" else "val"
+    ds = open_dataset(ds_spec)
+    if getattr(ds, "is_test_split", False) and not allow_test:
+        raise ValueError(f"{flag} {spec}: split {ds.split!r} of {ds_spec.name} holds test images; training or "
+                         f"validating on them invalidates every benchmark number of these weights. Use "
+                         f"{ds_spec.name}@{'train' if 'train' in cls.splits else cls.splits[-1]}"
+                         f"{' (the default)' if purpose == 'train' else ''}, or pass --allow-test-split if you really "
+                         "mean it (the weights are then marked on every board)")
+    return ds
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -59,13 +95,22 @@ def handler(args: argparse.Namespace) -> int:
     if args.val_dataset:
         sets.append(f"val_dataset={args.val_dataset}")
     cfg = resolve_config(method, args.preset, args.config, sets)
+    if cfg.get("val_dataset"):  # pin the split of the validation spec: the loop opens exactly this
+        vds = training_dataset(str(cfg["val_dataset"]), "val", args.allow_test_split)
+        from fsrbench.data.spec import parse_spec
+
+        split = getattr(vds, "split", None)
+        if split and parse_spec(str(cfg["val_dataset"])).split is None:
+            cfg["val_dataset"] = f"{cfg['val_dataset']}@{split}"
     if args.print_config:
         print(dump_yaml(cfg), end="")
         print(f"# config sha256: {config_hash(cfg)}")
         return 0
+    dataset = training_dataset(args.dataset, "train", args.allow_test_split)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
-        res = train(method, args.scale, args.dataset, config=cfg, device=args.device, out=args.out,
-                    resume=args.resume, progress=not args.no_progress, argv=["fsrbench", *sys.argv[1:]])
+        res = train(method, args.scale, dataset, config=cfg, device=args.device, out=args.out,
+                    resume=args.resume, progress=progress, argv=["fsrbench", *sys.argv[1:]])
     except TrainingDiverged as exc:
         print(f"fsrbench train: stopped: {exc}", file=sys.stderr)
         return 3

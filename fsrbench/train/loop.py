@@ -143,6 +143,23 @@ def _update_run_json(run_dir: Path, **values: Any) -> None:
     ck.atomic_write_text(path, json.dumps(ri, indent=2, default=str))
 
 
+def print_header(name: str, scale: int, ds: Any, vds: Any, n_train: int, n_val: int, total: int, gbatch: int,
+                 info: Any, dev: Any, run_dir: Path, resume: bool) -> None:
+    """The start-up header (stderr): what is trained on what, how long, where the checkpoints go."""
+    root = getattr(ds, "root", None) or getattr(ds, "arg", None)
+    val = "held out of the training split" if vds is ds else vds.display_name
+    lines = [f"fsrbench train: {name} x{scale}",
+             f"  dataset   {ds.display_name}" + (f"  root {root}" if root else "")
+             + (f"  split {ds.split}" if getattr(ds, "split", None) else ""),
+             f"  images    {n_train} training, {n_val} validation ({val})",
+             f"  schedule  {total} steps, global batch {gbatch}, {info.world} process(es) on {dev}",
+             f"  output    {run_dir}" + ("  (resuming)" if resume else "")]
+    if getattr(ds, "is_test_split", False) or getattr(vds, "is_test_split", False):
+        lines.append("  WARNING   a split that holds test images is used (--allow-test-split): these weights are "
+                     "marked on every board")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
 def default_run_dir(method: str, scale: int) -> Path:
     return Path(os.environ.get("FSRBENCH_CHECKPOINTS") or ck.DEFAULT_CHECKPOINT_DIR) / f"{method}-x{scale}"
 
@@ -272,6 +289,8 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
     val_prior_names = tuple(getattr(method, "priors", ()) or ())
     tables: dict[str, Any] = {}
     val_tables: dict[str, Any] = {}
+    if info.is_main:
+        print_header(name, scale, ds, vds, len(train_ids), len(val_ids), total, gbatch, info, dev, run_dir, resume)
     for turn in ((True,) if not info.distributed else (True, False)):
         if info.is_main == turn:
             tables = prior_tables(ds, train_prior_names, scale)
@@ -287,6 +306,9 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
     fingerprint["n_train"] = len(train_ids)
     fingerprint["val"] = {"name": vds.display_name, "n": len(val_ids),
                           "ids_sha256": hashlib.sha256("\n".join(val_ids).encode()).hexdigest()}
+    # the split trained on, and whether it (or the validation split) holds test images: every board marks such weights
+    fingerprint["split"] = getattr(ds, "split", None)
+    fingerprint["test_split"] = bool(getattr(ds, "is_test_split", False) or getattr(vds, "is_test_split", False))
 
     # -- model / optimiser --------------------------------------------------------------------------------
     seed_everything(seed)  # identical initial weights on every rank
