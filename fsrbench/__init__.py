@@ -8,6 +8,7 @@ Python API (mirrors the CLI)::
     values = psnr(sr, hr, scale=4)                # numpy array of per-image PSNR (dB)
     method = fsrbench.get_method("bicubic", scale=4)
     ds = fsrbench.get_dataset("folder:/path/to/faces")
+    df = fsrbench.score(sr="my_sr/", hr="my_hr/", scale=8, name="mymethod")   # SR images made elsewhere
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from fsrbench.api import (Batch, CellContext, DataError, Dataset, Method, Metric
 # they are called, so that ``import fsrbench`` stays light for plugin authors and the CLI.
 
 __all__ = ["Batch", "CellContext", "DataError", "Dataset", "Method", "Metric", "Sample", "TrainableMethod",
-           "TrainBatch", "Unavailable", "evaluate", "get_dataset", "get_method", "get_metric", "__version__"]
+           "TrainBatch", "Unavailable", "evaluate", "get_dataset", "get_method", "get_metric", "score", "__version__"]
 
 
 def get_metric(name: str, protocol: str | None = None, device: str = "cpu", **options: Any) -> Metric:
@@ -69,6 +70,27 @@ def evaluate(methods: list[str] | str = "all", datasets: list[str] | str = "demo
     result = run(spec, log=(lambda msg: None) if not progress else None)
     df = result.per_image
     sel = df[df["method"].isin(set(_resolved(spec.methods))) & df["scale"].isin(spec.scales)].reset_index(drop=True)
+    sel.attrs["metrics"] = result.metrics
+    sel.attrs["out"] = str(result.out)
+    return sel
+
+
+def score(sr: str, hr: str, scale: int, name: str = "sr", protocol: str = DEFAULT_PROTOCOL, metrics: list[str] | None = None,
+          out: str | None = None, progress: bool = False, **kwargs: Any) -> Any:
+    """Score SR images made elsewhere (``fsrbench score``): pairs of ``sr``/``hr`` folders matched by file name.
+
+    Returns the per-image pandas DataFrame of the cell; ``df.attrs["metrics"]`` is the metrics.json document and
+    ``df.attrs["out"]`` the results directory (default: a temporary one).  Other keyword arguments are fields of
+    :class:`fsrbench.eval.score.ScoreSpec` (``dataset``, ``batch_size``, ``device``, ``limit`` ...)."""
+    import tempfile
+
+    from fsrbench.eval.score import ScoreSpec, score_run
+
+    spec = ScoreSpec(sr=str(sr), hr=str(hr), scale=int(scale), name=name, protocol=protocol, metrics=metrics,
+                     out=out or tempfile.mkdtemp(prefix="fsrbench-score-"), progress=progress, **kwargs)
+    result = score_run(spec, log=(lambda msg: None) if not progress else None)
+    df = result.per_image
+    sel = df[(df["method"] == name) & (df["scale"] == int(scale))].reset_index(drop=True)
     sel.attrs["metrics"] = result.metrics
     sel.attrs["out"] = str(result.out)
     return sel

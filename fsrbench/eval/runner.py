@@ -245,8 +245,7 @@ class Runner:
         n = int(n) if isinstance(n, int) else len(base.ids())
         return n * len(ds.sizes) if isinstance(ds, MultiRes) else n
 
-    @staticmethod
-    def _provenance(method: Any, name: str) -> dict[str, Any]:
+    def _provenance(self, method: Any, name: str) -> dict[str, Any]:
         """Whether the method's weights are comparable with the papers' numbers (:func:`fsrbench.weights.
         weights_provenance`; the paper recipe is the ``default`` training preset of the method's class, read from
         its YAML: an isolated method's class is asked, its code is not run here)."""
@@ -254,11 +253,20 @@ class Runner:
         paper = None
         if isinstance(card, dict) and card.get("kind") in ("step", "best"):
             with contextlib.suppress(Exception):
-                paper = resolve_config(reg.methods.get(name), "default")
+                paper = resolve_config(self._method_class(name), "default")
         return weights_provenance(card, paper)
 
     def _resolve_methods(self) -> list[str]:
         return resolve_methods(self.spec.methods)
+
+    def _method_class(self, name: str) -> Any:
+        """The class behind method ``name`` (its implementation identity is part of every cell key)."""
+        return reg.methods.get(name)
+
+    def _ready_method(self, name: str, scale: int) -> tuple[Any, str | None]:
+        """Method ``name`` set up for ``scale`` where ``--isolate`` puts it (:func:`fsrbench.eval.isolate.
+        ready_method`): (method, None) or (None, why)."""
+        return ready_method(self.components, name, scale, self.spec.isolate)
 
     def _open_dataset(self, spec: str) -> Dataset:
         return open_dataset(spec, **self.spec.dataset_options)
@@ -271,7 +279,7 @@ class Runner:
                 continue
             for scale in self._cell_scales(mname):
                 # set up where the run would set it up (--isolate): a plugin's code stays in its worker
-                method, why = ready_method(self.components, mname, scale, self.spec.isolate)
+                method, why = self._ready_method(mname, scale)
                 if isinstance(method, IsolatedMethod):
                     method.close()
                 if method is None:
@@ -317,7 +325,7 @@ class Runner:
             "weights": card.get("sha256") if isinstance(card, dict) else None,
             "metrics": [[mm.name, sorted(mm.options.items())] for mm in metrics],
             # which code: a plugin that took a built-in's name never shares its cells (docs/reliability.md)
-            "implementation": {"method": reg.implementation_id(reg.methods.get(method)),
+            "implementation": {"method": reg.implementation_id(self._method_class(method)),
                                "metrics": [reg.implementation_id(mm) for mm in metrics],
                                "dataset": reg.implementation_id(base)},
         }
@@ -331,7 +339,7 @@ class Runner:
         dname = ds.display_name
         cdir = self.cell_dir(dname, scale, mname)
         ids = self._cell_ids(ds)
-        method, why = ready_method(self.components, mname, scale, self.spec.isolate)
+        method, why = self._ready_method(mname, scale)
         if method is None and mname in self.spec.weights:  # asked for explicitly: no skip
             raise ValueError(f"--weights {mname}={self.spec.weights[mname]} cannot be used at x{scale}: {why}")
         if method is None:
