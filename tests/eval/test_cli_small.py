@@ -110,3 +110,36 @@ def test_help_and_doc_texts(capsys):
         cli_main(["run", "--help"])
     out = capsys.readouterr().out
     assert "NAME[:ROOT][@SPLIT]" in out and "--config FILE" in out and "leaderboard.md is still written" in out
+
+
+def test_weights_provenance_from_cards():
+    import json
+
+    from fsrbench.weights import weights_provenance
+
+    assert weights_provenance(None) == {"comparable": True, "why": "", "test_split": False, "split": None}
+    ref = json.loads((REPO / "weights" / "fsrbench_weights" / "edsr-x4.card.json").read_text())
+    p = weights_provenance(ref)
+    assert not p["comparable"] and "reference weights" in p["why"] and not p["test_split"]
+    paper = {"steps": 150000, "batch_size": 16}
+    smoke = {"kind": "best", "step": 20, "config": {"batch_size": 4, "steps": 20},
+             "dataset": {"name": "celeba@train", "split": "train", "test_split": False}}
+    p = weights_provenance(smoke, paper)
+    assert not p["comparable"] and "20 steps x batch 4" in p["why"] and p["split"] == "train"
+    full = dict(smoke, step=150000, config={"batch_size": 16, "steps": 150000})
+    assert weights_provenance(full, paper)["comparable"]
+    on_test = dict(full, dataset={"name": "celeba", "split": "test"})  # a card from before the test_split flag
+    p = weights_provenance(on_test, paper)
+    assert p["test_split"] and not p["comparable"] and "holds test images" in p["why"]
+
+
+def test_summaries_record_split_size_and_provenance(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "o"
+    assert cli_main(["run", "--methods", "bicubic,edsr", "--out", str(out), *DEMO]) == 0
+    capsys.readouterr()
+    cells = {c["method"]: c for c in json.loads((out / "metrics.json").read_text())["cells"]}
+    assert cells["bicubic"]["n_images"] == 2 and cells["bicubic"]["n_split"] == 16  # --limit 2 of the demo's 16
+    assert cells["bicubic"]["weights_provenance"]["comparable"] is True
+    assert cells["edsr"]["weights_provenance"]["comparable"] is False  # shipped reference weights
