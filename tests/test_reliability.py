@@ -226,10 +226,10 @@ def test_malicious_pickle_checkpoint_is_refused_and_never_runs(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         load_state(evil)
     assert not marker.exists()
-    # a pickled "weights" file handed to evaluation: the method is skipped with a reason, nothing runs
+    # a pickled "weights" file handed to evaluation: refused with the reason (an explicit --weights that cannot be
+    # loaded is an error, issue 25), nothing runs
     out = tmp_path / "r"
-    res = run(RunSpec(methods=["srcnn"], scales=[8], metrics=["psnr"], out=str(out), progress=False,
-                      weights={"srcnn": str(evil)}), log=lambda m: None)
+    with pytest.raises(ValueError, match="--weights srcnn=.*not a safetensors file"):
+        run(RunSpec(methods=["srcnn"], scales=[8], metrics=["psnr"], out=str(out), progress=False,
+                    weights={"srcnn": str(evil)}), log=lambda m: None)
     assert not marker.exists()
-    assert res.skipped and res.skipped[0]["method"] == "srcnn"
-    assert "not a safetensors file" in res.skipped[0]["reason"]

@@ -708,9 +708,10 @@ def test_item12_a_card_cannot_point_outside_its_folder(tmp_path, where, monkeypa
     hashed: list[str] = []
     real = W.sha256_file
     monkeypatch.setattr(W, "sha256_file", lambda p: hashed.append(str(p)) or real(p))
-    res = run(_spec(tmp_path / "r", methods=["srcnn"], weights={"srcnn": str(cards)}), **QUIET)
-    assert not res.metrics["cells"] and res.skipped[0]["method"] == "srcnn"
-    assert "is not a file in the card's folder" in res.skipped[0]["reason"]
+    # refused with the reason (an explicit --weights that cannot be loaded is an error, issue 25), nothing scored
+    with pytest.raises(ValueError, match="--weights srcnn=.*is not a file in the card's folder"):
+        run(_spec(tmp_path / "r", methods=["srcnn"], weights={"srcnn": str(cards)}), **QUIET)
+    assert not (tmp_path / "r" / "metrics.json").exists()
     assert str(outside) not in hashed and not any("outside" in h for h in hashed)
     # the same card with the file beside it is used
     card["weights"] = "inside.safetensors"
