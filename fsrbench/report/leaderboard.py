@@ -7,6 +7,10 @@ where the method is significantly worse than the best (paired test on the same i
 :func:`significance`), the method's cost (parameters, GMACs at 128x128 output, latency, peak memory —
 from ``profile.json``, see :mod:`fsrbench.report.profile`), N and the failure count (last column).  A second
 table holds every other summary number; then the face-model ids, notes and the methods that could not run.
+Rows are ordered by mean rank (reference rows last); a cell evaluated on fewer images than its split holds is
+marked partial (``N of M*`` and a warning), a method whose weights were trained on test images is marked ``§``,
+and "reported vs reproduced" marks every value that cannot stand beside a paper's
+(:mod:`fsrbench.report.comparability`).
 
 The boards ask the metrics (:class:`fsrbench.report.metric_index.MetricIndex`): the headline summaries are
 the metrics' ``primary_keys()`` (ordered by ``board_order``), the significance marks are their
@@ -35,6 +39,8 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
+from fsrbench.report.comparability import (CellFlags, board_warnings, cell_flags, method_label, n_text,
+                                           order_methods, weights_notes)
 from fsrbench.report.fer_card import card_lines, ecm_lines, ecm_paired, fer_card
 from fsrbench.report.metric_index import MetricIndex
 from fsrbench.results import load_json, load_run  # noqa: F401 - load_run: the old import path
@@ -135,6 +141,7 @@ class Board:
     models: dict[str, list[str]] = field(default_factory=dict)
     not_comparable: list[str] = field(default_factory=list)
     fer: dict[str, Any] | None = None  # FER card (fsrbench.report.fer_card)
+    flags: dict[str, CellFlags] = field(default_factory=dict)  # partial cells, weights' provenance (comparability)
     ecm_paired: dict[str, Any] | None = None  # ECM paired against a reference method (ranks ECM)
     columns: dict[str, str] = field(default_factory=dict)  # summary key -> per-image column (mean-type keys)
     multires: dict[str, Any] | None = None  # multi-resolution board: set, LR sizes, per-size means (merge_multires)
@@ -317,7 +324,7 @@ def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: di
                      if s.get("comparable_with_paper") is False})
         boards.append(Board(
             dataset=dataset, scale=scale, n=max((int(c.get("n_images", 0)) for c in rows), default=0),
-            methods=[c["method"] for c in rows], headline=head, extra=extra,
+            methods=order_methods([c["method"] for c in rows], ranks, REFERENCE_METHODS), headline=head, extra=extra,
             cells={(c["method"], k): s for c in rows for k, s in c.get("metrics", {}).items()},
             direction=direction, best=best, sig=sig, ranks=ranks, cost=cost,
             n_images={c["method"]: int(c.get("n_images", 0)) for c in rows},
@@ -326,7 +333,7 @@ def build_boards(metrics_doc: dict[str, Any], per_image: Any = None, profile: di
                            key=lambda s: s["method"]),
             models=_models(rows), not_comparable=nc, fer=fer_card(rows, per_image, dataset), ecm_paired=ecm_info,
             columns={k: col for k in sorted(keys) if (col := index.column(k)) is not None},
-            multires=multires.get(dataset) if scale == 0 else None))
+            multires=multires.get(dataset) if scale == 0 else None, flags={c["method"]: cell_flags(c) for c in rows}))
     return boards
 
 
@@ -454,12 +461,12 @@ def main_table(board: Board, markup: str = "md") -> tuple[list[str], list[list[s
     header += ["N", "failed"]
     rows = []
     for m in board.methods:
-        r = [m]
+        r = [method_label(m, board.flags.get(m))]
         if board.ranks:
             r.append(_fmt_plain(board.ranks.get(m), 2))
         r += [cell_text(board, m, k, markup) for k in board.headline]
         r += [f(board.cost.get(m, {}).get(n)) for n, _, f in costs]
-        r += [str(board.n_images.get(m, "")), str(board.n_failed.get(m, 0))]
+        r += [n_text(board.flags.get(m), board.n_images.get(m, "")), str(board.n_failed.get(m, 0))]
         rows.append(r)
     return header, rows
 
@@ -500,6 +507,9 @@ def render_boards_markdown(boards: list[Board], metrics_doc: dict[str, Any], tit
                       "(UFVNet Tables I–II). PSNR/SSIM crop round(128/s) pixels per side for every method.", ""]
         else:
             lines += [f"## {b.dataset} — x{b.scale} (N = {b.n})", ""]
+        warn = board_warnings(b.methods, b.flags)
+        if warn:
+            lines += [*warn, ""]
         if b.methods:
             h, rows = main_table(b)
             lines += [tabulate(rows, headers=h, tablefmt="github", disable_numparse=True), ""]
@@ -514,6 +524,9 @@ def render_boards_markdown(boards: list[Board], metrics_doc: dict[str, Any], tit
                                               if (m, "ecm") in b.cells}) + card_lines(b.fer)
             if b.not_comparable:
                 lines += [f"Not comparable with the papers' numbers (other analysis models): {', '.join(b.not_comparable)}.", ""]
+            wn = weights_notes(b.methods, b.flags)
+            if wn:
+                lines += ["Weights not comparable with the papers' numbers:", *[f"- {x}" for x in wn], ""]
             if b.notes:
                 lines += ["Notes:", *[f"- {nt}" for nt in b.notes], ""]
         if b.skipped:
@@ -536,10 +549,12 @@ def render_csv(boards: list[Board]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["dataset", "scale", "method", "summary", "value", "ci_low", "ci_high", "n", "n_missing",
                 "higher_is_better", "headline", "best", "worse_than_best", "p_vs_best", "diff_vs_best", "mean_rank",
-                "params", "gmacs", "latency_ms", "peak_mem_mb", "n_images", "n_failed"])
+                "params", "gmacs", "latency_ms", "peak_mem_mb", "n_images", "n_failed", "n_split", "partial",
+                "weights_comparable", "trained_on_test"])
     for b in boards:
         for m in b.methods:
             cost = b.cost.get(m, {})
+            fl = b.flags.get(m)
             for k in b.headline + b.extra:
                 s = b.cells.get((m, k))
                 if s is None:
@@ -550,14 +565,16 @@ def render_csv(boards: list[Board]) -> str:
                             sg.get("significant", ""), sg.get("p_bootstrap", ""), sg.get("effect", ""),
                             b.ranks.get(m, ""), cost.get("params", ""), cost.get("gmacs", ""),
                             cost.get("latency_ms", ""), cost.get("peak_mem_mb", ""), b.n_images.get(m),
-                            b.n_failed.get(m)])
+                            b.n_failed.get(m), "" if fl is None or fl.n_split is None else fl.n_split,
+                            "" if fl is None else fl.partial, "" if fl is None else fl.weights_comparable,
+                            "" if fl is None else fl.test_split])
     return buf.getvalue()
 
 
 def _latex_escape(s: str) -> str:
     """Escape the text outside $...$ math segments and \\textbf{...} wrappers; map unicode symbols to math."""
     sym = {"∞": "$\\infty$", "-∞": "$-\\infty$", "²": "$^2$", "↓": "$\\downarrow$", "↑": "$\\uparrow$", "–": "--",
-           "±": "$\\pm$", "†": "$^\\dagger$", "×": "$\\times$"}
+           "±": "$\\pm$", "†": "$^\\dagger$", "×": "$\\times$", "§": "\\S{}"}
     parts = re.split(r"(\$[^$]*\$|\\textbf\{|\})", s)
     out = []
     for part in parts:
@@ -594,7 +611,8 @@ def render_latex(boards: list[Board], metrics_doc: dict[str, Any]) -> str:
 # reported vs reproduced
 # ------------------------------------------------------------------------------------------------
 def _dataset_key(name: str) -> str:
-    return name.split(":", 1)[0].strip().lower()
+    """``celeba`` of ``celeba``, ``celeba:/data/CelebA``, ``helen@test-all`` (the published dataset it may match)."""
+    return name.split(":", 1)[0].split("@", 1)[0].strip().lower()
 
 
 def render_compare_reported(boards: list[Board], metrics_doc: dict[str, Any], reported_dataset: str | None = None,
@@ -627,6 +645,15 @@ def render_compare_reported(boards: list[Board], metrics_doc: dict[str, Any], re
         if reported_dataset and _dataset_key(b.dataset) != reported_dataset.lower():
             lines += [f"**Different images:** reproduced on {b.dataset}, reported on {vals[0].dataset} — a calibration "
                       "view, not a reproduction.", ""]
+        elif "@" in b.dataset.split(":", 1)[0]:
+            lines += [f"**Different images:** reproduced on the split {b.dataset.split('@', 1)[1]!r} of "
+                      f"{vals[0].dataset}, reported on the papers' test images — a calibration view, not a "
+                      "reproduction.", ""]
+        partial = [m for m in b.methods if m in b.flags and b.flags[m].partial]
+        if partial:
+            lines += [f"**Not comparable: partial evaluation** — {', '.join(partial)} scored on fewer images than the "
+                      "split holds; their reproduced values are marked and are no reproduction of the papers' numbers.",
+                      ""]
         sources = sorted({v.table_id for v in vals}, key=lambda t: (meta[t]["paper"], t))
         used_tables.update(sources)
         src_label = {t: f"{meta[t]['paper']} {meta[t]['table']}" for t in sources}
@@ -641,7 +668,9 @@ def render_compare_reported(boards: list[Board], metrics_doc: dict[str, Any], re
             for m in b.methods:
                 if m in REFERENCE_METHODS:
                     continue
-                r = [m, f"{k} {arrow}", cell_text(b, m, k, "plain")]
+                why = b.flags[m].not_comparable_reasons() if m in b.flags else []
+                r = [m, f"{k} {arrow}", cell_text(b, m, k, "plain") + (f" (not comparable: {'; '.join(why)})"
+                                                                        if why else "")]
                 for t in sources:
                     hits = [v for v in vals if v.table_id == t and v.summary == k and v.fsrbench_method == m]
                     r.append(_rep_text(hits, marks))
