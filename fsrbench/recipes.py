@@ -44,7 +44,7 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "steps": None,  # optimiser steps; when null, `epochs` decides
     "epochs": None,  # passes over the training ids (drop_last); used when steps is null
     "num_workers": 2,  # DataLoader workers per process
-    # -- optimiser / schedule (flat keys, shared with baselines/common.py) ---------------------------
+    # -- optimiser / schedule (flat keys; fsrbench.train.loop.make_optimizer / make_scheduler) -------
     "optimizer": "adam",  # adam | adamw | rmsprop | sgd
     "lr": 1.0e-4,
     "betas": [0.9, 0.999],

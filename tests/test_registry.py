@@ -46,7 +46,7 @@ def test_plugin_errors_are_clear(tmp_path):
 
 def test_broken_entry_is_reported_not_fatal():
     r = reg.Registry("methods", "fsrbench.nonexistent-group")
-    r.register("good", "fsrbench_baselines.bicubic:Bicubic")
+    r.register("good", "fsrbench_baselines.bicubic.method:BicubicMethod")
     r.register("bad", "fsrbench_baselines.does_not_exist:Nope")
     ok, bad = r.load_all()
     assert set(ok) == {"good"} and "bad" in bad and "failed to import" in bad["bad"]

@@ -209,7 +209,7 @@ class AffectSRNetMethod(BaselineMethod):
         return out
 
 
-class AffectSRNetRRDB(AffectSRNetMethod):
+class AffectSRNetRRDBMethod(AffectSRNetMethod):
     """Ablation `rrdb` (Table III row 1): 8-block RRDB backbone only (ESRGAN-PSNR-like), no landmarks."""
 
     name = "affectsrnet-rrdb"
@@ -220,7 +220,7 @@ class AffectSRNetRRDB(AffectSRNetMethod):
     variant_defaults = {"variant": "rrdb"}
 
 
-class AffectSRNetRRDBIN(AffectSRNetMethod):
+class AffectSRNetRRDBINMethod(AffectSRNetMethod):
     """Ablation `rrdb_in` (Table III row 2): RRDB + InstanceNorm, no landmarks."""
 
     name = "affectsrnet-rrdb-in"

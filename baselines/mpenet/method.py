@@ -25,7 +25,8 @@ from torch import nn
 from fsrbench.weights import load_partial, read_state_dict  # noqa: F401 - moved there; old import path
 from fsrbench_baselines.common import BaselineMethod, heatmaps_from_landmarks, require_prior
 from fsrbench_baselines.mpenet.discriminator import SRGANDiscriminator
-from fsrbench_baselines.mpenet.model import MPENet, occurrence_weights, weighted_bce, weighted_dice
+from fsrbench_baselines.mpenet.model import (MPEGANModel, MPENet, MPENetModel, build_generator, occurrence_weights,
+                                             weighted_bce, weighted_dice)
 
 #: fsrbench's geometric AU estimator's AUs (docs AU.md), the default column order of the "au" prior.
 GEOMETRIC_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 17, 20, 23, 25, 26)
@@ -34,23 +35,6 @@ GEOMETRIC_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 17, 20, 23, 2
 # ------------------------------------------------------------------------------------------------
 # MPENet
 # ------------------------------------------------------------------------------------------------
-
-
-class _RunningRates(nn.Module):
-    """Cumulative AU occurrence counts over the training batches seen (saved with the weights)."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.register_buffer("positives", torch.zeros(n, dtype=torch.float64))
-        self.register_buffer("seen", torch.zeros((), dtype=torch.float64))
-
-    @torch.no_grad()
-    def update(self, y: torch.Tensor) -> None:
-        self.positives += y.detach().to(self.positives).sum(0)
-        self.seen += y.shape[0]
-
-    def rates(self) -> torch.Tensor:  # Laplace-smoothed occurrence rates
-        return ((self.positives + 1.0) / (self.seen + 2.0)).float()
 
 
 def require_init_from(config: Mapping[str, Any], default: bool, what: str) -> None:
@@ -74,61 +58,6 @@ def ensure_init(model: nn.Module, path: Any, **kwargs: Any) -> bool:
     load_partial(m, path, **kwargs)
     m.init_done.fill_(1)
     return True
-
-
-class MPENetModel(nn.Module):
-    """MPENet generator + the running AU occurrence counts; ``forward(lr)`` is the generator's."""
-
-    def __init__(self, generator: MPENet) -> None:
-        super().__init__()
-        self.generator = generator
-        self.au_rates = _RunningRates(generator.n_au)
-        self.register_buffer("init_done", torch.zeros((), dtype=torch.uint8))  # see ensure_init
-
-    def forward(self, x: torch.Tensor, mode: str = "sr") -> Any:
-        if mode == "au":  # AU pre-training on HR images (§8.5 CHOICE)
-            return self.generator.au_net(x)
-        return self.generator(x)
-
-
-def _model_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
-    aus = [int(a) for a in config.get("aus", (1, 2, 4, 6, 9, 12, 25, 26))]
-    return dict(
-        n_au=len(aus), aus=aus, features=int(config.get("features", 48)), groups=int(config.get("groups", 6)),
-        keypoints=int(config.get("keypoints", 68)), fuse_act=bool(config.get("fuse_act", True)),
-        landmark_branch=bool(config.get("landmark_branch", True)), au_branch=bool(config.get("au_branch", True)),
-        au_attention=bool(config.get("au_attention", True)),
-        prior_landmarks_at_t3=bool(config.get("prior_landmarks_at_t3", True)),
-        detach_prior=bool(config.get("detach_prior", False)), heatmap_floor=float(config.get("heatmap_floor", 0.05)),
-        prior_clamp=bool(config.get("prior_clamp", True)),
-        align_channels=int(config.get("align_channels", 128)), align_stacks=int(config.get("align_stacks", 2)),
-        align_depth=int(config.get("align_depth", 4)),
-        align_head_init_std=float(config.get("align_head_init_std", 1e-3)),
-        au_input_norm=str(config.get("au_input_norm", "imagenet")),
-        au_width=int(config.get("au_width", 64)),
-        attention_ratio=float(config.get("attention_ratio", 0.14)),
-        attention_fill=float(config.get("attention_fill", 0.56)),
-        aux_grad_to_sr=bool(config.get("aux_grad_to_sr", True)))
-
-
-def _init_kaiming(module: nn.Module, scale: float = 1.0) -> None:
-    """DIC/SRFBN-style init of the SR branch convs (Kaiming normal fan-in × ``scale``, zero bias)."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.kaiming_normal_(m.weight, a=0.0, mode="fan_in")
-            m.weight.data.mul_(scale)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-
-def build_generator(scale: int, config: Mapping[str, Any]) -> MPENet:
-    gen = MPENet(scale=scale, **_model_kwargs(config))
-    init = str(config.get("init", "kaiming"))
-    if init == "kaiming":
-        _init_kaiming(nn.ModuleList([gen.sfe, gen.fuse, gen.core, gen.recb]), float(config.get("init_scale", 1.0)))
-    elif init != "torch":
-        raise ValueError(f"init={init!r}: use kaiming or torch (PyTorch's default layer init)")
-    return gen
 
 
 class MPENetMethod(BaselineMethod):
@@ -266,32 +195,6 @@ class MPENetMethod(BaselineMethod):
 # ------------------------------------------------------------------------------------------------
 # MPEGAN
 # ------------------------------------------------------------------------------------------------
-
-
-class MPEGANModel(MPENetModel):
-    """MPENet generator + SRGAN discriminator in one module (one optimiser, one forward for DDP).
-
-    ``forward(lr)`` → generator outputs; ``forward(lr, mode="gan", hr=HR)`` additionally returns the
-    discriminator logits on HR, on the detached SR³ (discriminator loss) and on SR³ through a frozen
-    copy of the discriminator's parameters (generator loss), so one backward gives each network only
-    its own loss's gradient."""
-
-    def __init__(self, generator: MPENet, discriminator: SRGANDiscriminator) -> None:
-        super().__init__(generator)
-        self.discriminator = discriminator
-
-    def forward(self, x: torch.Tensor, mode: str = "sr", hr: torch.Tensor | None = None) -> Any:
-        if mode != "gan":
-            return super().forward(x, mode)
-        out = dict(self.generator(x))
-        fake = out["sr"][-1]
-        d = self.discriminator
-        out["d_real"] = d(hr)
-        out["d_fake"] = d(fake.detach())
-        frozen = {n: p.detach() for n, p in d.named_parameters()}
-        frozen.update({n: b.clone() for n, b in d.named_buffers()})  # BN statistics not touched twice
-        out["d_fake_for_g"] = torch.func.functional_call(d, frozen, (fake,))
-        return out
 
 
 class MPEGANMethod(MPENetMethod):

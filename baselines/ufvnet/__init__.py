@@ -1,1 +1,2 @@
-"""UFVNet (METHODS.md §10): network for every training stage (model.py), weight regressor, method."""
+"""UFVNet (METHODS.md §10): method ``ufvnet`` in :mod:`.method`, network for every training stage in :mod:`.model`
+(weight regressor in :mod:`.regressor`), recipe in ``configs/ufvnet.yaml``."""

@@ -29,18 +29,10 @@ from torch import nn
 
 from fsrbench.weights import load_partial
 from fsrbench_baselines.common import BaselineMethod
-from fsrbench_baselines.ufvnet.model import UFVNet
+from fsrbench_baselines.ufvnet.model import UFVNetModel
 from fsrbench_baselines.ufvnet.regressor import gt_weights, soft_cross_entropy
 
 MR8 = tuple(k / 16 for k in range(1, 9))
-
-
-class UFVNetModel(UFVNet):
-    """UFVNet plus the persistent ``init_done`` flag used by :func:`ensure_init_many`."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.register_buffer("init_done", torch.zeros((), dtype=torch.uint8))
 
 
 def ensure_init_many(model: nn.Module, paths: Any) -> bool:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from fsrbench_baselines.common import init_normal
-from fsrbench_baselines.sparnet import FAU, SPARNet
+from fsrbench_baselines.sparnet.model import FAU, SPARNet
 from fsrbench_baselines.ufvnet.regressor import WeightRegressor, gt_weights
 
 STAGES = ("1a", "1b", "1", "2")
@@ -129,3 +129,12 @@ class UFVNet(nn.Module):
             sel = k == j
             sr[sel] = self.anchors[j](x[sel])
         return {"sr": (sr + 1.0) / 2.0, "anchor": k}
+
+
+class UFVNetModel(UFVNet):
+    """UFVNet plus the persistent ``init_done`` flag used by
+    :func:`fsrbench_baselines.ufvnet.method.ensure_init_many`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.register_buffer("init_done", torch.zeros((), dtype=torch.uint8))

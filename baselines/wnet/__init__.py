@@ -1,8 +1,5 @@
 """W-Net (METHODS.md §9): Parsing Block, LR–Parsing Fusion (LPF), W-shaped fusions, SCAB encoder–decoder.
 
-Entry point: ``wnet`` (:class:`WNetMethod`). Network in :mod:`.model` (modules in :mod:`.parsing_block`,
+Method ``wnet`` (:class:`~.method.WNetMethod`). Network in :mod:`.model` (modules in :mod:`.parsing_block`,
 :mod:`.lpf`, :mod:`.scab`), recipe in ``configs/wnet.yaml``.
 """
-from .method import WNetMethod
-
-__all__ = ["WNetMethod"]

@@ -13,7 +13,7 @@ import torch
 
 from fsrbench.imageio import make_lr, read_image, to_tensor, upsample
 from fsrbench.weights import load_partial
-from fsrbench_baselines.ufvnet.method import UFVNetModel
+from fsrbench_baselines.ufvnet.model import UFVNetModel
 from fsrbench_baselines.ufvnet.regressor import gt_weights, soft_cross_entropy
 
 torch.set_num_threads(1)

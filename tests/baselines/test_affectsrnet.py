@@ -13,7 +13,8 @@ from fsrbench.api import Batch, TrainBatch, Unavailable
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 
-from fsrbench_baselines.affectsrnet import AffectSRNetMethod, AffectSRNetRRDB, AffectSRNetRRDBIN  # noqa: E402
+from fsrbench.train.config import method_config_path, method_presets
+from fsrbench_baselines.affectsrnet.method import AffectSRNetMethod, AffectSRNetRRDBINMethod, AffectSRNetRRDBMethod  # noqa: E402
 from fsrbench_baselines.affectsrnet.method import mean_shape, normalized_landmarks  # noqa: E402
 from fsrbench_baselines.affectsrnet.model import (  # noqa: E402
     AffectSRNet, build_affectsrnet, edge_index_from_polylines, load_esrgan, load_polylines)
@@ -81,7 +82,7 @@ def test_forward_shapes_and_method_attributes(scale):
     assert m.name == "affectsrnet" and m.input == "lr" and set(m.scales) == {4, 8}
     assert "landmarks478_lr" in m.priors and "landmarks478_hr" in m.train_priors
     torch.manual_seed(0)
-    net = m.build_model(scale, m.load_config("default")).eval()
+    net = m.build_model(scale, method_presets(m)["default"]).eval()
     lr = torch.rand(2, 3, 128 // scale, 128 // scale)
     batch = Batch(ids=["a", "b"], lr=lr, upsampled=None, scale=scale, priors={"landmarks478_lr": _landmarks(2)})
     with torch.no_grad():
@@ -91,9 +92,9 @@ def test_forward_shapes_and_method_attributes(scale):
 
 
 def test_ablation_methods_need_no_landmarks():
-    assert AffectSRNetRRDB.priors == () and AffectSRNetRRDBIN.priors == ()
-    m = AffectSRNetRRDB()
-    net = m.build_model(8, m.load_config("smoke")).eval()
+    assert AffectSRNetRRDBMethod.priors == () and AffectSRNetRRDBINMethod.priors == ()
+    m = AffectSRNetRRDBMethod()
+    net = m.build_model(8, method_presets(m)["smoke"]).eval()
     assert not net.use_graph
     with torch.no_grad():
         sr = m.forward_sr(net, Batch(ids=["a"], lr=torch.rand(1, 3, 16, 16), upsampled=None, scale=8))
@@ -168,7 +169,7 @@ def test_landmark_normalisation_and_fallback():
 
 def test_method_forward_uses_fallback_when_prior_missing():
     m = AffectSRNetMethod()
-    net = m.build_model(8, m.load_config("default")).eval()
+    net = m.build_model(8, method_presets(m)["default"]).eval()
     with torch.no_grad():
         sr = m.forward_sr(net, Batch(ids=["a"], lr=torch.rand(1, 3, 16, 16), upsampled=None, scale=8))
     assert sr.shape == (1, 3, 128, 128) and m.last_landmark_fallback.tolist() == [True]
@@ -198,7 +199,7 @@ def test_esrgan_init_loads_first_blocks(tmp_path, fmt):
 
         save_file(sd, str(path))
     m = AffectSRNetMethod()
-    net = m.build_model(4, {**m.load_config("default"), "esrgan_init": str(path)})
+    net = m.build_model(4, {**method_presets(m)["default"], "esrgan_init": str(path)})
     rep = net.esrgan_report
     own = net.state_dict()
     assert torch.equal(own["RRDB_trunk.7.RDB3.conv5.weight"], sd["body.7.rdb3.conv5.weight"])
@@ -223,12 +224,12 @@ def test_own_stage0_rrdb_checkpoint_initialises_every_backbone_tensor(tmp_path):
     the engine, load into the full network under its own names — every backbone tensor, nothing random."""
     from safetensors.torch import save_model
 
-    rrdb = AffectSRNetRRDB()
-    src = rrdb.build_model(8, rrdb.load_config("smoke"))
+    rrdb = AffectSRNetRRDBMethod()
+    src = rrdb.build_model(8, method_presets(rrdb)["smoke"])
     path = tmp_path / "best.safetensors"
     save_model(src, str(path))
     m = AffectSRNetMethod()
-    net = m.build_model(8, {**m.load_config("smoke"), "esrgan_init": str(path)})
+    net = m.build_model(8, {**method_presets(m)["smoke"], "esrgan_init": str(path)})
     assert net.esrgan_report["skipped"] == [] and net.esrgan_report["kept_random"] == []
     assert net.init_report["loaded_tensors"] == len(src.state_dict())
     assert torch.equal(net.state_dict()["RRDB_trunk.3.RDB2.conv4.weight"], src.state_dict()["RRDB_trunk.3.RDB2.conv4.weight"])
@@ -236,7 +237,7 @@ def test_own_stage0_rrdb_checkpoint_initialises_every_backbone_tensor(tmp_path):
 
 def test_esrgan_init_missing_file_fails_at_training(tmp_path):
     m = AffectSRNetMethod()
-    cfg = {**m.load_config("smoke"), "esrgan_init": str(tmp_path / "nope.pth")}
+    cfg = {**method_presets(m)["smoke"], "esrgan_init": str(tmp_path / "nope.pth")}
     net = m.build_model(8, cfg)  # evaluation rebuilds from the training config: must not fail here
     tb = TrainBatch(hr=torch.rand(1, 3, 128, 128), lr=torch.rand(1, 3, 16, 16), upsampled=None, scale=8)
     with pytest.raises(FileNotFoundError, match="nope.pth"):
@@ -275,7 +276,7 @@ def test_each_loss_term_has_finite_gradients(term):
     if term == "style_weight":
         require_vgg16()
     m = AffectSRNetMethod()
-    cfg = {**m.load_config("default"), **{k: 0.0 for k in TERMS}, term: 1.0}
+    cfg = {**method_presets(m)["default"], **{k: 0.0 for k in TERMS}, term: 1.0}
     torch.manual_seed(0)
     net = m.build_model(8, cfg)
     loss, log = m.training_loss(net, _train_batch(), cfg)
@@ -305,7 +306,7 @@ def test_node_loss_skips_fallback_samples():
 def test_one_optimizer_step_lowers_the_loss():
     require_vgg16()
     m = AffectSRNetMethod()
-    cfg = {**m.load_config("default"), "msaf_block_dropout": 0.0}
+    cfg = {**method_presets(m)["default"], "msaf_block_dropout": 0.0}
     torch.manual_seed(0)
     net = m.build_model(8, cfg)
     assert_one_adam_step_lowers_loss(m, net, _train_batch(b=2), cfg)
@@ -317,9 +318,9 @@ def test_registry_round_trip():
     # registered through the package's entry point, exactly like a third-party plugin
     assert methods.source("affectsrnet").startswith("entry point")
     assert methods.get("affectsrnet") is AffectSRNetMethod
-    assert AffectSRNetMethod.trainable and AffectSRNetMethod.config_path().is_file()
-    smoke = AffectSRNetMethod.load_config("smoke")
-    default = AffectSRNetMethod.load_config("default")
+    assert AffectSRNetMethod.trainable and method_config_path(AffectSRNetMethod).is_file()
+    smoke = method_presets(AffectSRNetMethod)["smoke"]
+    default = method_presets(AffectSRNetMethod)["default"]
     assert smoke["steps"] < default["steps"] and smoke["gcn_widths"] == default["gcn_widths"]
 
 
@@ -327,7 +328,7 @@ def test_landmark_settings_travel_with_the_model():
     """A model built with landmark_units=normalized reads normalised landmarks in forward_sr (evaluation
     rebuilds the model from the run's config)."""
     m = AffectSRNetMethod()
-    cfg = m.load_config("default")
+    cfg = method_presets(m)["default"]
     torch.manual_seed(0)
     a = m.build_model(8, cfg).eval()
     b = m.build_model(8, {**cfg, "landmark_units": "normalized"}).eval()
@@ -344,7 +345,7 @@ def test_node_target_shared_vs_stopgrad_gradients():
     """node_target=shared: the loss gradient equals d/dW ||f(a)-f(b)||^2 through both graphs;
     stopgrad: only through the LR graph. Checked against autograd on the bare GCN (independent path)."""
     m = AffectSRNetMethod()
-    base = {**m.load_config("default"), **{k: 0.0 for k in TERMS}, "node_weight": 1.0}
+    base = {**method_presets(m)["default"], **{k: 0.0 for k in TERMS}, "node_weight": 1.0}
     batch = _train_batch()
     grads = {}
     for target in ("shared", "stopgrad"):

@@ -7,15 +7,17 @@ import math
 import pytest
 import torch
 
+from fsrbench.train.config import method_presets
+from fsrbench.train.loop import make_optimizer, make_scheduler
 from fsrbench_baselines import common
-from fsrbench_baselines.dic import DICMethod
-from fsrbench_baselines.edsr import EDSRMethod
-from fsrbench_baselines.fsrnet import FSRNetMethod
-from fsrbench_baselines.sparnet import SPARNetLightAttn3D, SPARNetMethod
-from fsrbench_baselines.srcnn import SRCNNMethod
+from fsrbench_baselines.dic.method import DICMethod
+from fsrbench_baselines.edsr.method import EDSRMethod
+from fsrbench_baselines.fsrnet.method import FSRNetMethod
+from fsrbench_baselines.sparnet.method import SPARNetLightMethod, SPARNetMethod
+from fsrbench_baselines.srcnn.method import SRCNNMethod
 
 torch.set_num_threads(1)
-METHODS = (SRCNNMethod, EDSRMethod, SPARNetMethod, SPARNetLightAttn3D, FSRNetMethod, DICMethod)
+METHODS = (SRCNNMethod, EDSRMethod, SPARNetMethod, SPARNetLightMethod, FSRNetMethod, DICMethod)
 
 
 @pytest.mark.parametrize("renderer", ["builtin", "project"])
@@ -108,23 +110,23 @@ CHOICE_KEYS = {
 
 @pytest.mark.parametrize("cls", METHODS, ids=lambda c: c.name)
 def test_configs(cls):
-    default, smoke = cls.load_config("default"), cls.load_config("smoke")
+    default, smoke = method_presets(cls)["default"], method_presets(cls)["smoke"]
     assert RECIPE_KEYS <= set(default), RECIPE_KEYS - set(default)
     assert CHOICE_KEYS[cls.name] <= set(default)
     assert set(default) <= set(smoke)  # smoke inherits every default key
     assert default.get("steps") or default.get("epochs")
     assert smoke["steps"] and smoke["steps"] <= 200 and smoke["batch_size"] <= 8
     assert "budget" in smoke
-    opt = common.make_optimizer([torch.nn.Parameter(torch.zeros(1))], default)
-    sched = common.make_scheduler(opt, default)
+    opt = make_optimizer([torch.nn.Parameter(torch.zeros(1))], default)
+    sched = make_scheduler(opt, default, int(default.get("steps") or 1))
     assert opt.param_groups[0]["lr"] == pytest.approx(float(default["lr"]))
     assert sched is not None
 
 
 def test_recipes_match_methods_md():
     """METHODS.md §0.6 recipe table."""
-    srcnn, edsr, sparnet = SRCNNMethod.load_config(), EDSRMethod.load_config(), SPARNetMethod.load_config()
-    fsrnet, dic = FSRNetMethod.load_config(), DICMethod.load_config()
+    srcnn, edsr, sparnet = (method_presets(c)["default"] for c in (SRCNNMethod, EDSRMethod, SPARNetMethod))
+    fsrnet, dic = (method_presets(c)["default"] for c in (FSRNetMethod, DICMethod))
     assert (srcnn["optimizer"], srcnn["lr"], srcnn["batch_size"], srcnn["steps"]) == ("adam", 1e-4, 16, 150000)
     assert (edsr["loss"], edsr["lr"], edsr["lr_milestones"], edsr["batch_size"]) == ("l1", 1e-4, [100000], 16)
     assert (sparnet["lr"], list(sparnet["betas"]), sparnet["batch_size"], sparnet["epochs"]) == (2e-4, [0.9, 0.99], 32, 20)

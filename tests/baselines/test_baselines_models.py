@@ -6,12 +6,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fsrbench.train.config import method_config_path, method_presets
 from fsrbench_baselines.common import count_parameters
-from fsrbench_baselines.dic import DIC, DICMethod
-from fsrbench_baselines.edsr import EDSR, EDSRMethod
-from fsrbench_baselines.fsrnet import FSRNet, FSRNetMethod
-from fsrbench_baselines.sparnet import SPARNet, SPARNetLightAttn3D, SPARNetMethod
-from fsrbench_baselines.srcnn import SRCNN, SRCNNMethod
+from fsrbench_baselines.dic.method import DICMethod
+from fsrbench_baselines.dic.model import DIC
+from fsrbench_baselines.edsr.method import EDSRMethod
+from fsrbench_baselines.edsr.model import EDSR
+from fsrbench_baselines.fsrnet.method import FSRNetMethod
+from fsrbench_baselines.fsrnet.model import FSRNet
+from fsrbench_baselines.sparnet.method import SPARNetLightMethod, SPARNetMethod
+from fsrbench_baselines.sparnet.model import SPARNet
+from fsrbench_baselines.srcnn.method import SRCNNMethod
+from fsrbench_baselines.srcnn.model import SRCNN
 
 torch.set_num_threads(1)
 
@@ -46,21 +52,21 @@ def test_dic_hourglass_share():
 def test_methods_build_paper_size_from_default_config():
     """The registered classes + their `default` presets give the paper-size models."""
     cases = [(SRCNNMethod, 8, 69_251), (EDSRMethod, 4, 1_517_571), (SPARNetMethod, 8, 10_518_867),
-             (SPARNetLightAttn3D, 8, 5_242_211), (FSRNetMethod, 8, 3_142_485), (DICMethod, 8, 21_803_849)]
+             (SPARNetLightMethod, 8, 5_242_211), (FSRNetMethod, 8, 3_142_485), (DICMethod, 8, 21_803_849)]
     for cls, scale, expected in cases:
         m = cls()
-        assert count_parameters(m.build_model(scale, m.load_config("default"))) == expected, cls.name
-    full = EDSRMethod().build_model(8, EDSRMethod.load_config("default", variant="full"))
+        assert count_parameters(m.build_model(scale, method_presets(m)["default"])) == expected, cls.name
+    full = EDSRMethod().build_model(8, {**method_presets(EDSRMethod)["default"], "variant": "full"})
     assert count_parameters(full) == 45_450_243
 
 
 def test_method_declarations():
     """Input kinds and scales per METHODS.md §0.5; priors only for training."""
     expect = {SRCNNMethod: "upsampled", EDSRMethod: "lr", SPARNetMethod: "upsampled",
-              SPARNetLightAttn3D: "upsampled", FSRNetMethod: "upsampled", DICMethod: "lr"}
+              SPARNetLightMethod: "upsampled", FSRNetMethod: "upsampled", DICMethod: "lr"}
     for cls, inp in expect.items():
         assert cls.input == inp and cls.scales == (4, 8) and cls.trainable and cls.priors == ()
-        assert cls.config_path().is_file()
+        assert method_config_path(cls).is_file()
     assert FSRNetMethod.train_priors == ("landmarks68", "parsing")
     assert DICMethod.train_priors == ("landmarks68",)
     names = {c.name for c in expect}
@@ -70,8 +76,8 @@ def test_method_declarations():
 def test_registry_round_trip():
     from fsrbench.registry import methods
 
-    methods.register("sparnet-light-test", SPARNetLightAttn3D)
-    assert methods.get("sparnet-light-test") is SPARNetLightAttn3D
+    methods.register("sparnet-light-test", SPARNetLightMethod)
+    assert methods.get("sparnet-light-test") is SPARNetLightMethod
 
 
 # --- output shapes at x4 and x8 (full-size models, batch 1) --------------------------------------------
@@ -90,7 +96,7 @@ def _eval_batch(scale: int, b: int = 1):
 def test_output_shape(cls, scale):
     torch.manual_seed(0)
     m = cls()
-    model = m.build_model(scale, m.load_config("default")).eval()
+    model = m.build_model(scale, method_presets(m)["default"]).eval()
     with torch.no_grad():
         out = m.forward_sr(model, _eval_batch(scale))
     assert out.shape == (1, 3, 128, 128) and out.dtype == torch.float32
@@ -100,7 +106,7 @@ def test_output_shape(cls, scale):
 def test_build_rejects_unsupported_scale():
     for cls in (SRCNNMethod, EDSRMethod, SPARNetMethod, FSRNetMethod, DICMethod):
         with pytest.raises(ValueError):
-            cls().build_model(2, cls.load_config("default"))
+            cls().build_model(2, method_presets(cls)["default"])
 
 
 def test_fsrnet_prior_maps_shapes():
@@ -124,7 +130,7 @@ def test_dic_zero_residual_gives_bilinear_upsampling():
     """With the reconstruction conv zeroed, DIC's output is the bilinear ×s upsampling of the LR: the
     mean subtraction and re-addition must cancel exactly."""
     m = DICMethod()
-    model = m.build_model(4, m.load_config("default")).eval()
+    model = m.build_model(4, method_presets(m)["default"]).eval()
     torch.nn.init.zeros_(model.reconstruct[-1].weight)
     torch.nn.init.zeros_(model.reconstruct[-1].bias)
     batch = _eval_batch(4)
@@ -136,7 +142,7 @@ def test_dic_zero_residual_gives_bilinear_upsampling():
 
 def test_edsr_zero_tail_outputs_div2k_mean():
     m = EDSRMethod()
-    model = m.build_model(8, m.load_config("default")).eval()
+    model = m.build_model(8, method_presets(m)["default"]).eval()
     torch.nn.init.zeros_(model.tail[-1].weight)
     torch.nn.init.zeros_(model.tail[-1].bias)
     with torch.no_grad():
@@ -147,8 +153,8 @@ def test_edsr_zero_tail_outputs_div2k_mean():
 
 def test_sparnet_zero_output_maps_to_mid_grey():
     """SPARNet works in [-1,1]: a zero network output is 0.5 in the harness range."""
-    m = SPARNetLightAttn3D()
-    model = m.build_model(8, m.load_config("default")).eval()
+    m = SPARNetLightMethod()
+    model = m.build_model(8, method_presets(m)["default"]).eval()
     torch.nn.init.zeros_(model.out_conv.conv.weight)
     torch.nn.init.zeros_(model.out_conv.conv.bias)
     with torch.no_grad():

@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from fsrbench.api import TrainBatch
-from fsrbench_baselines.common import make_optimizer
-from fsrbench_baselines.dic import DICMethod
-from fsrbench_baselines.edsr import EDSRMethod
-from fsrbench_baselines.fsrnet import FSRNetMethod
-from fsrbench_baselines.sparnet import SPARNetLightAttn3D, SPARNetMethod
-from fsrbench_baselines.srcnn import SRCNNMethod
+from fsrbench.train.config import method_presets
+from fsrbench.train.loop import make_optimizer
+from fsrbench_baselines.dic.method import DICMethod
+from fsrbench_baselines.edsr.method import EDSRMethod
+from fsrbench_baselines.fsrnet.method import FSRNetMethod
+from fsrbench_baselines.sparnet.method import SPARNetLightMethod, SPARNetMethod
+from fsrbench_baselines.srcnn.method import SRCNNMethod
 
 torch.set_num_threads(1)
 
@@ -38,7 +39,7 @@ def make_batch(scale: int, b: int = 2, size: int = 64, seed: int = 0) -> TrainBa
 CASES = [
     (SRCNNMethod, 4, {}),
     (EDSRMethod, 8, {}),
-    (SPARNetLightAttn3D, 4, {}),
+    (SPARNetLightMethod, 4, {}),
     (SPARNetMethod, 8, {"res_depth": 2}),  # 2 body FAUs instead of 10 (same blocks), for speed
     # RMSprop's first update is ~10·lr per weight (zero-initialised square average, alpha 0.99), which
     # overshoots on a 2-image batch at the recipe's 2.5e-4; a 10x smaller lr tests the gradient direction.
@@ -59,7 +60,7 @@ def test_loss_backward_and_step(case):
     cls, scale, overrides = case
     torch.manual_seed(0)
     method = cls()
-    cfg = method.load_config("default", **overrides)
+    cfg = {**method_presets(method)["default"], **overrides}
     model = method.build_model(scale, cfg).train()
     batch = make_batch(scale)
     loss, logs = method.training_loss(model, batch, cfg)
@@ -83,7 +84,7 @@ def test_fsrnet_loss_terms_use_priors():
     """The prior terms compare against rendered heatmaps / one-hot parsing: a perfect prior prediction
     makes them zero (reference targets built here by hand, not by the method)."""
     method = FSRNetMethod()
-    cfg = method.load_config("default")
+    cfg = method_presets(method)["default"]
     batch = make_batch(8, b=1, size=64)
     lm = torch.tensor([[[10.0, 20.0]] * 68])
     batch.priors["landmarks68"] = lm
@@ -109,7 +110,7 @@ def test_fsrnet_loss_terms_use_priors():
 
 def test_fsrnet_rejects_missing_prior():
     method = FSRNetMethod()
-    cfg = method.load_config("default")
+    cfg = method_presets(method)["default"]
     batch = make_batch(8, b=1)
     del batch.priors["parsing"]
     model = method.build_model(8, cfg)
@@ -120,8 +121,8 @@ def test_fsrnet_rejects_missing_prior():
 def test_dic_phases():
     """Hourglass pre-training (SR branch untouched) → frozen hourglass → joint training."""
     method = DICMethod()
-    cfg = method.load_config("default", hg_pretrain_iterations=1, hg_freeze_iterations=1, features=16,
-                             hg_features=32, num_steps=2)
+    cfg = {**method_presets(method)["default"], "hg_pretrain_iterations": 1, "hg_freeze_iterations": 1, "features": 16,
+           "hg_features": 32, "num_steps": 2}
     model = method.build_model(8, cfg)
     batch = make_batch(8, b=1)
     phases = []
@@ -181,7 +182,7 @@ def test_dic_recurrent_init_first_step_makes_every_step_reproduce_step_0():
     """``recurrent_init: first_step``: after the copy, a random T=4 DIC (PReLU slopes at their 0.2 init)
     returns SR_t == SR_0 for every t (the fusion's attention cannot matter: its groups are identical), while
     without it the steps differ; a bad value is refused by name."""
-    from fsrbench_baselines.dic import DIC, init_recurrent_from_first_step
+    from fsrbench_baselines.dic.model import DIC, init_recurrent_from_first_step
 
     torch.manual_seed(4)
     model = DIC(scale=8, features=8, steps=4, groups=2, hg_features=16, fusion_blocks=2, hg_depth=2).eval()

@@ -283,7 +283,7 @@ def test_training_loss_logs_and_one_step_lowers_loss():
     cfg = _config(MPENetMethod, au_rates=[0.5] * 8)  # fixed weights: same objective before and after
     model = method.build_model(8, cfg)
     batch = _batch()
-    from fsrbench_baselines.common import make_optimizer
+    from fsrbench.train.loop import make_optimizer
 
     opt = make_optimizer(model.parameters(), cfg)
     loss, logs = method.training_loss(model, batch, cfg)

@@ -174,7 +174,7 @@ def test_stage1b_regressor_step_lowers_loss():
     cfg = _config("stage1b", rate_source="batch", regressor_dropout=0.0)
     model = method.build_model(8, cfg)
     batch = _batch(2)
-    from fsrbench_baselines.common import make_optimizer
+    from fsrbench.train.loop import make_optimizer
 
     opt = make_optimizer(model.parameters(), cfg)
     loss, logs = method.training_loss(model, batch, cfg)
@@ -196,7 +196,7 @@ def test_stage2_step_lowers_loss_and_inits_from_stage1(tmp_path):
     save_file({"regressor.fc.weight": fc.weight.detach(), "regressor.fc.bias": fc.bias.detach()}, str(path))
     cfg = _config("stage2", init_from=[str(path)], rate_source="batch", regressor_dropout=0.0)
     model = method.build_model(8, cfg)
-    from fsrbench_baselines.common import make_optimizer
+    from fsrbench.train.loop import make_optimizer
 
     opt = make_optimizer(model.parameters(), cfg)
     batch = _batch(1)

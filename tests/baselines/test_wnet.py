@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from fsrbench.api import Batch, TrainBatch, Unavailable
-from fsrbench_baselines.wnet import WNetMethod
+from fsrbench.train.config import method_presets
+from fsrbench_baselines.wnet.method import WNetMethod
 from fsrbench_baselines.wnet.lpf import LPF
 from fsrbench_baselines.wnet.method import parsing_target, region_masks
 from fsrbench_baselines.wnet.model import build_wnet
@@ -73,7 +74,7 @@ def test_switches_change_counts_as_expected():
 def test_forward_shapes_through_the_method(scale):
     m = WNetMethod(**TINY)
     assert m.name == "wnet" and m.input == "upsampled" and m.priors == () and "parsing" in m.train_priors
-    net = m.build_model(scale, m.load_config("default")).eval()
+    net = m.build_model(scale, method_presets(m)["default"]).eval()
     up = torch.rand(2, 3, 128, 128)
     with torch.no_grad():
         sr = m.forward_sr(net, Batch(ids=["a", "b"], lr=None, upsampled=up, scale=scale))
@@ -141,7 +142,7 @@ def test_region_masks_select_the_fsrbench_labels():
     lab[0, 5, :4] = 8
     lab[0, 6, :6] = 9  # mouth
     lab[0, 7, :50] = 1  # skin: in no region
-    m = region_masks(lab, WNetMethod.load_config("default")["regions"])
+    m = region_masks(lab, method_presets(WNetMethod)["default"]["regions"])
     assert m.shape == (4, 1, 1, 128, 128)
     assert m.sum((1, 2, 3, 4)).tolist() == [15, 7, 3, 12]  # eyes, eyebrows, nose, mouth
 
@@ -168,7 +169,7 @@ TERMS = {"pixel_weight": "mse", "parsing_weight": "parsing", "key_weight": "key_
 @pytest.mark.parametrize("term", list(TERMS) + ["perceptual"])
 def test_each_loss_term_has_finite_gradients(term):
     m = WNetMethod(**TINY)
-    cfg = {**m.load_config("default"), **{k: 0.0 for k in TERMS}}
+    cfg = {**method_presets(m)["default"], **{k: 0.0 for k in TERMS}}
     if term == "perceptual":
         require_vgg16()
         cfg.update(key_weight=1.0, perceptual_weight=1.0)
@@ -189,7 +190,7 @@ def test_each_loss_term_has_finite_gradients(term):
 
 def test_missing_parsing_prior_is_a_clear_error():
     m = WNetMethod(**TINY)
-    cfg = m.load_config("smoke")
+    cfg = method_presets(m)["smoke"]
     net = m.build_model(4, cfg)
     tb = _train_batch()
     tb.priors.clear()
@@ -200,18 +201,18 @@ def test_missing_parsing_prior_is_a_clear_error():
 def test_one_optimizer_step_lowers_the_loss():
     require_vgg16()
     m = WNetMethod(**TINY)
-    cfg = m.load_config("smoke")
+    cfg = method_presets(m)["smoke"]
     torch.manual_seed(0)
     net = m.build_model(8, cfg)
     assert_one_adam_step_lowers_loss(m, net, _train_batch(b=2), cfg)
 
 
 def test_configs():
-    d, s = WNetMethod.load_config("default"), WNetMethod.load_config("smoke")
+    d, s = method_presets(WNetMethod)["default"], method_presets(WNetMethod)["smoke"]
     assert d["max_up"] == 8 and d["channels"] == 64 and d["batch_size"] == 4 and d["lr"] == 1e-4
     assert (d["pixel_weight"], d["parsing_weight"], d["key_weight"]) == (1.0, 1.0, 0.5)
     assert s["checkpoint"] and s["steps"] < d["steps"] and s["regions"] == d["regions"]
-    e = WNetMethod.load_config("cpu-evidence")
+    e = method_presets(WNetMethod)["cpu-evidence"]
     assert e["channels"] == 64 and e["max_up"] == 2 and e["tail_init"] == "zero" and e["steps"] == 150
     assert d["tail_init"] == "torch"
 

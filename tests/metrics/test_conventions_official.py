@@ -74,7 +74,7 @@ def test_protocols_use_the_replicas_through_the_metrics() -> None:
 
 def test_sparnet_tensor_to_img_truncation() -> None:
     """SPARNet's tensor_to_img(out, normal=True) on a [-1,1] network output == fsrbench's truncating
-    quantisation of the SPARNet baseline's (out + 1) / 2 (baselines/sparnet.py)."""
+    quantisation of the SPARNet baseline's (out + 1) / 2 (baselines/sparnet/method.py)."""
     import torch
 
     x = torch.from_numpy(ARR["sparnet_net_out"])

@@ -11,7 +11,7 @@ from typing import Any
 from fsrbench.api import Batch, Method
 
 
-class Bicubic(Method):
+class BicubicMethod(Method):
     name = "bicubic"
     scales = (4, 8)
     any_scale = True

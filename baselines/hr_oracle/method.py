@@ -11,7 +11,7 @@ from typing import Any
 from fsrbench.api import Batch, Method
 
 
-class HROracle(Method):
+class HROracleMethod(Method):
     name = "hr-oracle"
     scales = (4, 8)
     any_scale = True
