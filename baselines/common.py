@@ -11,17 +11,17 @@ What lives here (names are stable; other methods import them):
 * ``FeatureHeatmapFusion``, ``merge_heatmaps_5`` – DIC's attentive fusion and its 68→5 component maps;
 * ``heatmaps_from_landmarks``, ``parsing_onehot`` – training priors from the ``TrainBatch.priors``
   catalogue ("landmarks68" [B,68,2] in 128-px coordinates, "parsing" uint8 [B,128,128]);
-* ``BaselineMethod`` – a :class:`fsrbench.api.TrainableMethod` with config loading (``default`` /
-  ``smoke`` presets of the YAML next to the module), and ``make_optimizer`` / ``make_scheduler`` that
-  read the flat recipe keys every baseline config uses (``optimizer``, ``lr``, ``betas``, ``eps``,
-  ``weight_decay``, ``alpha``, ``lr_milestones``, ``lr_gamma``).
+* ``BaselineMethod`` – a :class:`fsrbench.api.TrainableMethod` whose ``info()`` reports its recipe file and
+  parameter count; ``init_normal`` – SPARNet/pix2pix-style initialisation.
+
+Recipes (the YAML presets) are read by :mod:`fsrbench.train.config` and optimisers/schedules are built by
+:mod:`fsrbench.train.loop`; nothing here duplicates them.
 
 Everything expects float32 NCHW tensors; nothing here downloads anything.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -257,26 +257,13 @@ def merge_heatmaps_5(heatmaps: torch.Tensor, detach: bool = False, floor: float 
 # ------------------------------------------------------------------------------------------------
 
 
-def _render_builtin(landmarks: torch.Tensor, size: int, sigma: float, hr_size: int) -> torch.Tensor:
-    """Gaussian maps (peak 1) at landmarks·size/hr_size on a size×size grid of integer pixel centres."""
-    pts = landmarks[..., :2].float() * (size / hr_size)
-    grid = torch.arange(size, dtype=torch.float32, device=landmarks.device)
-    dx = (grid.view(1, 1, 1, size) - pts[..., 0].unsqueeze(-1).unsqueeze(-1)) ** 2
-    dy = (grid.view(1, 1, size, 1) - pts[..., 1].unsqueeze(-1).unsqueeze(-1)) ** 2
-    return torch.exp(-(dx + dy) / (2.0 * sigma * sigma))
-
-
 def heatmaps_from_landmarks(landmarks: torch.Tensor, size: int, sigma: float = 1.0,
                             hr_size: int = 128) -> torch.Tensor:
-    """Landmarks [B,K,2] (x, y in pixels of the ``hr_size`` image) → Gaussian heatmaps [B,K,size,size].
+    """Landmarks [B,K,2] (x, y in pixels of the ``hr_size`` image) → Gaussian heatmaps [B,K,size,size]
+    (:func:`fsrbench.data.priors.render_heatmaps`, the project's one renderer), float32 on the
+    landmarks' device."""
+    from fsrbench.data.priors import render_heatmaps
 
-    Uses ``fsrbench.data.priors.render_heatmaps`` (the project's one renderer) when it is installed,
-    otherwise an equivalent built-in renderer (Gaussian of peak 1 at ``landmarks·size/hr_size``).
-    """
-    try:
-        from fsrbench.data.priors import render_heatmaps  # owned by the datasets helper
-    except ImportError:
-        return _render_builtin(landmarks, size, sigma, hr_size)
     out = render_heatmaps(landmarks, size, sigma, hr_size)
     return torch.as_tensor(out, dtype=torch.float32, device=landmarks.device)
 
@@ -305,38 +292,12 @@ def require_prior(batch: Any, name: str, method: str) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------
-# method base class: configs, optimiser, scheduler
+# method base class, initialisation
 # ------------------------------------------------------------------------------------------------
 
 
-def load_yaml_config(path: Path, preset: str = "default") -> dict[str, Any]:
-    """Read ``preset`` from a baseline YAML config (``smoke`` inherits ``default`` via a YAML merge key)."""
-    import yaml
-
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
-    if preset not in data:
-        raise ValueError(f"{path}: no preset {preset!r} (have {sorted(data)})")
-    return dict(data[preset])
-
-
 class BaselineMethod(TrainableMethod):
-    """TrainableMethod with the config plumbing all baselines share."""
-
-    config_file = ""
-
-    @classmethod
-    def config_path(cls) -> Path:
-        import importlib
-
-        module = importlib.import_module(cls.__module__)
-        return Path(module.__file__).resolve().parent / cls.config_file
-
-    @classmethod
-    def load_config(cls, preset: str = "default", **overrides: Any) -> dict[str, Any]:
-        cfg = load_yaml_config(cls.config_path(), preset)
-        cfg.update(overrides)
-        return cfg
+    """A :class:`fsrbench.api.TrainableMethod` whose ``info()`` names its recipe file and parameter count."""
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {"config": self.config_file}
@@ -344,29 +305,6 @@ class BaselineMethod(TrainableMethod):
         if isinstance(model, nn.Module):
             out["parameters"] = count_parameters(model)
         return out
-
-
-def make_optimizer(params: Any, config: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """The optimiser of a baseline recipe (flat keys: optimizer, lr, betas, eps, weight_decay, alpha)."""
-    name = str(config.get("optimizer", "adam")).lower()
-    lr = float(config["lr"])
-    wd = float(config.get("weight_decay", 0.0))
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(config.get("betas", (0.9, 0.999))),
-                                eps=float(config.get("eps", 1e-8)), weight_decay=wd)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=float(config.get("alpha", 0.99)),
-                                   eps=float(config.get("eps", 1e-8)), weight_decay=wd)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(config.get("momentum", 0.0)), weight_decay=wd)
-    raise ValueError(f"unknown optimizer {name!r} (adam | rmsprop | sgd)")
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, config: Mapping[str, Any]) -> Any:
-    """MultiStepLR over iterations from ``lr_milestones`` / ``lr_gamma`` (constant when no milestones)."""
-    milestones = [int(m) for m in (config.get("lr_milestones") or [])]
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones,
-                                                gamma=float(config.get("lr_gamma", 0.5)))
 
 
 def init_normal(module: nn.Module, std: float = 0.02) -> None:

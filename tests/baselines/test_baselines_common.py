@@ -20,15 +20,11 @@ torch.set_num_threads(1)
 METHODS = (SRCNNMethod, EDSRMethod, SPARNetMethod, SPARNetLightMethod, FSRNetMethod, DICMethod)
 
 
-@pytest.mark.parametrize("renderer", ["builtin", "project"])
-def test_heatmaps_peak_at_scaled_landmark(renderer):
+def test_heatmaps_peak_at_scaled_landmark():
     """A landmark at (64, 32) in 128-px coordinates peaks at (x=16, y=8) of a 32² grid; a neighbour one
     grid pixel away is exp(-1/2) for sigma 1 (DIC's generate_gt)."""
     lm = torch.tensor([[[64.0, 32.0], [4.0, 124.0]]])
-    if renderer == "builtin":
-        maps = common._render_builtin(lm, 32, 1.0, 128)
-    else:
-        maps = common.heatmaps_from_landmarks(lm, 32, 1.0)
+    maps = common.heatmaps_from_landmarks(lm, 32, 1.0)
     assert maps.shape == (1, 2, 32, 32)
     assert float(maps[0, 0, 8, 16]) == pytest.approx(1.0)
     assert float(maps[0, 0, 8, 17]) == pytest.approx(math.exp(-0.5), rel=1e-6)

@@ -35,12 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch.nn.functional as F
 
     from fsrbench.api import TrainBatch
+    from fsrbench.train.config import method_presets
     from fsrbench_baselines.wnet.method import WNetMethod
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     m = WNetMethod()
-    cfg = {**m.load_config("default"), "checkpoint": bool(args.checkpoint), "max_up": args.max_up,
+    cfg = {**method_presets(m)["default"], "checkpoint": bool(args.checkpoint), "max_up": args.max_up,
            "checkpoint_lpf": bool(args.checkpoint_lpf)}
     if args.no_vgg:
         cfg["perceptual_weight"] = 0.0
