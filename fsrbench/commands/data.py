@@ -43,7 +43,78 @@ def add_parser(subparsers: Any) -> None:
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.add_argument("--write-manifest", metavar="FILE", help="released:DIR only: write the sha256 manifest of its files")
     c.set_defaults(func=check_handler)
+    pr = sub.add_parser("priors", help="precompute and cache the training priors of a dataset (landmarks, parsing, AUs)",
+                        description=PRIORS_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pr.add_argument("dataset", help="dataset spec exactly as given to `fsrbench train --dataset` (e.g. folder:DIR, celeba)")
+    pr.add_argument("--method", action="append", default=[], metavar="NAME",
+                    help="the priors this method trains and validates with (repeatable)")
+    pr.add_argument("--priors", default="", help="comma-separated prior names instead of / besides --method "
+                                                 "(landmarks68, landmarks478_hr, landmarks478_lr, parsing, skin, au)")
+    pr.add_argument("--scale", type=int, default=None, help="upscaling factor (needed by landmarks478_lr)")
+    pr.add_argument("--workers", type=int, default=1, help="processes computing chunks in parallel (default 1)")
+    pr.add_argument("--plugin", action="append", default=[], metavar="FILE.py:Name", help="load a method plugin first")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pr.set_defaults(func=priors_handler)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+PRIORS_DOC = """Precompute the priors a training run needs and cache them (docs/training.md, "Priors").
+
+Training reads the same cache: run this once per dataset — on all cores (--workers N) — before a
+multi-GPU run, so that no process waits for face models.  It is resumable (finished chunks of 64
+images are kept; run it again after an interruption) and its results do not depend on --workers.
+
+Examples::
+
+    fsrbench data priors folder:/data/faces-train --method fsrnet --workers 8
+    fsrbench data priors celeba --method affectsrnet --scale 8 --workers 16
+    fsrbench data priors folder:/data/faces-train --priors landmarks68,parsing
+"""
+
+
+def priors_handler(args: argparse.Namespace) -> int:
+    from fsrbench.data.priors import PRIOR_NAMES, DatasetPriors, precompute
+    from fsrbench.registry import instantiate, load_plugin, methods
+    from fsrbench.data import open_dataset
+
+    for spec in args.plugin:
+        load_plugin(spec, "methods")
+    names: list[str] = []
+    for m in args.method:
+        method = instantiate(methods.get(m))
+        for n in tuple(getattr(method, "train_priors", ()) or ()) + tuple(getattr(method, "priors", ()) or ()):
+            if n in PRIOR_NAMES and n not in names:
+                names.append(n)
+    for n in (x.strip() for x in args.priors.split(",") if x.strip()):
+        if n not in PRIOR_NAMES:
+            print(f"fsrbench data priors: --priors {n}: unknown prior; choose from {', '.join(PRIOR_NAMES)}",
+                  file=sys.stderr)
+            return 2
+        if n not in names:
+            names.append(n)
+    if not names:
+        what = f"method(s) {', '.join(args.method)} use(s) no dataset priors" if args.method else \
+            "give --method NAME (the priors it trains with) or --priors a,b"
+        print(f"fsrbench data priors: nothing to compute: {what}", file=sys.stderr)
+        return 0 if args.method else 2
+    if "landmarks478_lr" in names and not args.scale:
+        print("fsrbench data priors: landmarks478_lr is computed from the LR image: give --scale (4 or 8)",
+              file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("fsrbench data priors: --workers must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        ds = open_dataset(args.dataset)
+        tables = precompute(ds, names, args.scale, workers=args.workers, progress=not args.no_progress)
+    except (FileNotFoundError, ValueError, Unavailable, DataError) as exc:
+        print(f"fsrbench data priors: {args.dataset}: {exc}", file=sys.stderr)
+        return 2
+    where = DatasetPriors(ds).dir
+    print(f"dataset      {ds.display_name}  ({len(ds.ids())} images)  cache {where}")
+    for n, t in tables.items():
+        print(f"{n:<18} {int(t.ok.sum())}/{len(t)} images ok  source {t.source}")
+    return 0
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -38,7 +39,6 @@ import numpy as np
 
 from fsrbench.analysis import get_au, get_landmarks
 from fsrbench.api import DataError, Unavailable
-from fsrbench.api.face import LandmarkResult
 from fsrbench.cache import Cache, default_cache_dir, image_key
 from fsrbench.imageio import make_lr, pil_resize
 from fsrbench.results import atomic_file
@@ -203,6 +203,11 @@ def skin_map(parsing: np.ndarray) -> np.ndarray:
 # cached per-dataset priors
 # ------------------------------------------------------------------------------------------------
 PRIOR_NAMES = ("landmarks68", "landmarks478_hr", "landmarks478_lr", "parsing", "skin", "au")
+#: priors computed image by image with a face model (the expensive ones); the others derive from them
+BASE_PRIORS = ("landmarks68", "landmarks478_hr", "landmarks478_lr")
+BASE_OF = {"parsing": ("landmarks68",), "skin": ("landmarks68",), "au": ("landmarks478_hr",)}
+#: images per partial-result file of a base prior (the unit of resuming and of sharing work between processes)
+CHUNK = 64
 
 
 def _default_root() -> Path:
@@ -256,6 +261,7 @@ class DatasetPriors:
         self.parsing_options = {**PARSING_DEFAULTS, **(parsing_options or {})}
         self.progress = progress or (lambda x: x)
         self.computed: list[str] = []
+        self.chunk = int(CHUNK)  # images per partial-result file
         self._mem: dict[str, PriorArray] = {}
         fp = dataset.fingerprint()
         digest = hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -300,12 +306,7 @@ class DatasetPriors:
         """The prior ``name`` for every id of the dataset (computed and cached on first use)."""
         if name not in PRIOR_NAMES:
             raise ValueError(f"unknown prior {name!r}; choose from {', '.join(PRIOR_NAMES)}")
-        if name == "landmarks478_lr":
-            if not scale:
-                raise ValueError("landmarks478_lr needs the scale (LR = PIL-bicubic HR/scale, upsampled to HR)")
-            key = f"{name}-x{int(scale)}"
-        else:
-            key = name
+        key = self.key(name, scale)
         if key in self._mem:
             return self._mem[key]
         source = self._source(name)
@@ -313,9 +314,114 @@ class DatasetPriors:
         if arr is None:
             arr = self._compute(name, source, scale)
             self._save(key, arr)
+            if name in BASE_PRIORS:
+                self._clear_chunks(name, scale)
             self.computed.append(key)
         self._mem[key] = arr
         return arr
+
+    @staticmethod
+    def key(name: str, scale: int | None = None) -> str:
+        """The cache key of a prior: its name, with the scale for the LR-derived ``landmarks478_lr``."""
+        if name not in PRIOR_NAMES:
+            raise ValueError(f"unknown prior {name!r}; choose from {', '.join(PRIOR_NAMES)}")
+        if name == "landmarks478_lr":
+            if not scale:
+                raise ValueError("landmarks478_lr needs the scale (LR = PIL-bicubic HR/scale, upsampled to HR)")
+            return f"{name}-x{int(scale)}"
+        return name
+
+    def is_cached(self, name: str, scale: int | None = None) -> bool:
+        """True when ``get(name, scale)`` would load the prior instead of computing anything."""
+        key = self.key(name, scale)
+        return key in self._mem or self._file(key, self._source(name)).is_file()
+
+    def pending_base(self, names: Iterable[str], scale: int | None = None) -> list[str]:
+        """The per-image priors (:data:`BASE_PRIORS`, one face-model run per image) that ``names`` need and that
+        are not cached yet; the other priors are derived from them in milliseconds."""
+        out: list[str] = []
+        for n in names:
+            if self.is_cached(n, scale):
+                continue
+            for b in BASE_OF.get(n, (n,)):
+                if b not in out and not self.is_cached(b, scale):
+                    out.append(b)
+        return out
+
+    def n_chunks(self) -> int:
+        return -(-len(self.dataset.ids()) // self.chunk)
+
+    def _chunk_dir(self, name: str, scale: int | None) -> Path:
+        return self.dir / ".partial" / f"{self.key(name, scale)}--{_safe(self._source(name))}--c{self.chunk}"
+
+    def missing_chunks(self, name: str, scale: int | None = None) -> list[int]:
+        """Chunks (of ``self.chunk`` ids, in id order) of a base prior without a stored partial result."""
+        d = self._chunk_dir(name, scale)
+        return [c for c in range(self.n_chunks()) if not (d / f"{c:06d}.npz").is_file()]
+
+    def compute_chunks(self, name: str, scale: int | None, chunks: Iterable[int],
+                       on_image: Callable[[], None] | None = None) -> int:
+        """Compute and store the given chunks of the base prior ``name`` (skipping stored ones); returns the
+        number of images processed.  Chunks are independent files, so an interrupted computation resumes
+        where it stopped, and several processes can share the work (disjoint chunk sets)."""
+        if name not in BASE_PRIORS:
+            raise ValueError(f"{name!r} is derived from {BASE_OF.get(name)}; compute those")
+        ids = self.dataset.ids()
+        d = self._chunk_dir(name, scale)
+        fn, k, dim = self._row_fn(name, scale)
+        done = 0
+        for c in chunks:
+            path = d / f"{c:06d}.npz"
+            if path.is_file():
+                continue
+            part = ids[c * self.chunk:(c + 1) * self.chunk]
+            vals = np.full((len(part), k, dim), np.nan, dtype=np.float32)
+            ok = np.zeros(len(part), dtype=bool)
+            reasons = [""] * len(part)
+            for n, sid in enumerate(part):
+                try:
+                    pts, why = fn(self.dataset.load(sid))
+                except DataError as exc:
+                    pts, why = None, str(exc)
+                if pts is None:
+                    reasons[n] = why
+                else:
+                    pts = np.asarray(pts, dtype=np.float32)
+                    vals[n, :, : min(dim, pts.shape[1])] = pts[:, :dim]
+                    ok[n] = True
+                done += 1
+                if on_image is not None:
+                    on_image()
+            _atomic_npz(path, ids=np.array(part, dtype=str), values=vals, ok=ok, reasons=np.array(reasons, dtype=str))
+        return done
+
+    def _merge(self, name: str, source: str, scale: int | None) -> PriorArray:
+        """The base prior from its chunk files (computing missing chunks here, with ``self.progress``)."""
+        ids = self.dataset.ids()
+        missing = self.missing_chunks(name, scale)
+        if missing:
+            bar = self.progress(range(sum(min(self.chunk, len(ids) - c * self.chunk) for c in missing)))
+            ticks = iter(bar)
+            self.compute_chunks(name, scale, missing, on_image=lambda: next(ticks, None))
+            for _ in ticks:  # let a progress bar finish
+                pass
+        d = self._chunk_dir(name, scale)
+        parts = []
+        for c in range(self.n_chunks()):
+            with np.load(d / f"{c:06d}.npz", allow_pickle=False) as z:
+                if [str(i) for i in z["ids"]] != ids[c * self.chunk:(c + 1) * self.chunk]:
+                    raise ValueError(f"{d}: chunk {c} was computed for other ids; delete {d} and recompute")
+                parts.append((z["values"], z["ok"], [str(r) for r in z["reasons"]]))
+        _, k, dim = self._row_fn(name, scale, describe_only=True)
+        values = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, k, dim), np.float32)
+        ok = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, bool)
+        reasons = [r for p in parts for r in p[2]]
+        return PriorArray(ids, values, ok, reasons, source)
+
+    def _clear_chunks(self, name: str, scale: int | None) -> None:
+        import shutil
+
+        shutil.rmtree(self._chunk_dir(name, scale), ignore_errors=True)
 
     def batch(self, ids: Sequence[str], names: Iterable[str], scale: int | None = None) -> dict[str, np.ndarray]:
         """{name: values for ``ids``} (for TrainBatch.priors / Batch.priors); rows that failed are NaN / 0."""
@@ -343,22 +449,10 @@ class DatasetPriors:
             self._lm68_id = "annotation" if mode == "annotation" else str(self._model("dlib68").id)
         return self._lm68_id
 
-    def _samples(self) -> Iterable[tuple[str, Any]]:
-        for sid in self.progress(self.dataset.ids()):
-            try:
-                yield sid, self.dataset.load(sid)
-            except DataError as exc:
-                yield sid, exc
-
     def _compute(self, name: str, source: str, scale: int | None) -> PriorArray:
         ids = self.dataset.ids()
-        if name == "landmarks68":
-            return self._landmarks(ids, source, 68, 2, self._lm68_fn(source))
-        if name == "landmarks478_hr":
-            model = self._model("mediapipe478")
-            return self._landmarks(ids, source, 478, 3, lambda s: model.detect(s.hr))
-        if name == "landmarks478_lr":
-            return self._landmarks478_lr(ids, source, int(scale or 0))
+        if name in BASE_PRIORS:
+            return self._merge(name, source, scale)
         if name in ("parsing", "skin"):
             lm = self.get("landmarks68")
             maps = np.stack([parsing_from_landmarks68(v, self.dataset.hr_size, self.dataset.hr_size,
@@ -379,48 +473,36 @@ class DatasetPriors:
             vals[ok] = np.asarray(au.present(scores), dtype=np.float32)
         return PriorArray(ids, vals, ok, list(lm.reasons), source)
 
-    def _lm68_fn(self, source: str) -> Callable[[Any], Any]:
-        if source == "annotation":
-            def from_meta(s: Any) -> Any:
-                v = s.meta.get("landmarks68")
-                return LandmarkResult(np.asarray(v)) if v is not None else LandmarkResult.failed("no 68-point annotation")
-            return from_meta
-        model = self._model("dlib68")
-        return lambda s: model.detect(s.hr)
+    def _row_fn(self, name: str, scale: int | None,
+                describe_only: bool = False) -> tuple[Callable[[Any], tuple[Any, str]] | None, int, int]:
+        """(sample -> (points or None, reason), K, dim) of a base prior."""
+        k, dim = (68, 2) if name == "landmarks68" else (478, 3)
+        if describe_only:
+            return None, k, dim
 
-    def _landmarks(self, ids: list[str], source: str, k: int, dim: int, fn: Callable[[Any], Any]) -> PriorArray:
-        vals = np.full((len(ids), k, dim), np.nan, dtype=np.float32)
-        ok = np.zeros(len(ids), dtype=bool)
-        reasons = [""] * len(ids)
-        for n, (sid, s) in enumerate(self._samples()):
-            if isinstance(s, Exception):
-                reasons[n] = str(s)
-                continue
-            r = fn(s)
-            if not r.ok or r.points is None:
-                reasons[n] = r.reason or "no landmarks"
-                continue
-            pts = np.asarray(r.points, dtype=np.float32)
-            vals[n, :, : min(dim, pts.shape[1])] = pts[:, :dim]
-            ok[n] = True
-        return PriorArray(ids, vals, ok, reasons, source)
+        def points(r: Any) -> tuple[Any, str]:
+            return (r.points, "") if r.ok and r.points is not None else (None, r.reason or "no landmarks")
 
-    def _landmarks478_lr(self, ids: list[str], source: str, scale: int) -> PriorArray:
+        if name == "landmarks68":
+            source = self._source(name)
+            if source == "annotation":
+                def from_meta(s: Any) -> tuple[Any, str]:
+                    v = s.meta.get("landmarks68")
+                    return (np.asarray(v), "") if v is not None else (None, "no 68-point annotation")
+                return from_meta, k, dim
+            model = self._model("dlib68")
+            return (lambda s: points(model.detect(s.hr))), k, dim
+        if name == "landmarks478_hr":
+            model = self._model("mediapipe478")
+            return (lambda s: points(model.detect(s.hr))), k, dim
         model = self._model("mediapipe478_lr")
-        vals = np.full((len(ids), 478, 3), np.nan, dtype=np.float32)
-        ok = np.zeros(len(ids), dtype=bool)
-        reasons = [""] * len(ids)
-        for n, (sid, s) in enumerate(self._samples()):
-            if isinstance(s, Exception):
-                reasons[n] = str(s)
-                continue
-            pts, why = landmarks478_from_lr(make_lr(s.hr, scale), model, s.hr.shape[0])
-            if pts is None:
-                reasons[n] = why
-                continue
-            vals[n] = pts
-            ok[n] = True
-        return PriorArray(ids, vals, ok, reasons, source)
+        sc = int(scale or 0)
+        return (lambda s: landmarks478_from_lr(make_lr(s.hr, sc), model, s.hr.shape[0])), k, dim
+
+
+def _atomic_npz(path: Path, **arrays: Any) -> None:
+    with atomic_file(path, fsync=False) as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -474,3 +556,61 @@ def test_prior(name: str, *, hr: np.ndarray, lr: np.ndarray, upsampled: np.ndarr
             cache.put(mid, key, hit)
         out[i] = hit["points"]
     return torch.from_numpy(out).to(device)
+
+
+# ------------------------------------------------------------------------------------------------
+# precomputation (``fsrbench data priors``): resumable, parallel over processes
+# ------------------------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(dataset: Any, root: str, chunk: int) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER["priors"] = DatasetPriors(dataset, root=root)
+    _WORKER["priors"].chunk = chunk
+
+
+def _worker_chunk(name: str, scale: int | None, chunk: int) -> int:
+    return _WORKER["priors"].compute_chunks(name, scale, [chunk])
+
+
+def precompute(dataset: Any, names: Sequence[str], scale: int | None = None, *, workers: int = 1,
+               root: str | Path | None = None, progress: bool = True) -> dict[str, PriorArray]:
+    """Compute and cache the priors ``names`` of ``dataset`` (what ``fsrbench data priors`` runs).
+
+    The per-image face-model work (:data:`BASE_PRIORS`) is done in chunks of :data:`CHUNK` images, each
+    stored when done — an interrupted run resumes from the finished chunks — by ``workers`` processes (a
+    spawned pool; each loads its face models once).  The chunks are then merged into the cache file that
+    training and evaluation read, and the derived priors (parsing, skin, AUs) are computed from them.
+    Results do not depend on ``workers``."""
+    dp = DatasetPriors(dataset, root=root)
+    pending = dp.pending_base(names, scale)
+    tasks = [(b, c) for b in pending for c in dp.missing_chunks(b, scale)]
+    n_ids = len(dataset.ids())
+    sizes = {c: min(dp.chunk, n_ids - c * dp.chunk) for _, c in tasks}
+    bar = None
+    if progress and tasks:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(sizes[c] for _, c in tasks), desc=f"priors {','.join(pending)}", unit="img",
+                   dynamic_ncols=True)
+    try:
+        if workers <= 1 or len(tasks) <= 1:
+            for b, c in tasks:
+                dp.compute_chunks(b, scale, [c], on_image=(bar.update if bar is not None else None))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            ctx = multiprocessing.get_context("spawn")  # face-model runtimes do not survive fork
+            with ProcessPoolExecutor(int(workers), mp_context=ctx, initializer=_worker_start,
+                                     initargs=(dataset, str(dp.root), dp.chunk)) as pool:
+                futures = [pool.submit(_worker_chunk, b, scale, c) for b, c in tasks]
+                for f in as_completed(futures):
+                    n = f.result()
+                    if bar is not None:
+                        bar.update(n)
+    finally:
+        if bar is not None:
+            bar.close()
+    return {n: dp.get(n, scale) for n in names}

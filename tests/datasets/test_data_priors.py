@@ -295,3 +295,56 @@ def test_priors_of_a_dic_annotated_celeba_tree(tmp_path):
                             root=tmp_path / "cache", models={})
     again.get("parsing")
     assert again.computed == []
+
+
+# ------------------------------------------------------------------------------------------------
+# precomputation: chunks (resumable), processes (parallel), the `fsrbench data priors` command
+# ------------------------------------------------------------------------------------------------
+def test_interrupted_precompute_resumes_from_its_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(P, "CHUNK", 2)
+    imgs = [np.full((128, 128, 3), v, np.uint8) for v in (50, 0, 200, 90, 120)]
+    m68 = _CountingModel(68, 2)
+    pri = P.DatasetPriors(_Tiny(imgs), root=tmp_path, models={"dlib68": m68})
+    assert pri.n_chunks() == 3 and pri.pending_base(["parsing"]) == ["landmarks68"]
+    pri.compute_chunks("landmarks68", None, [0, 2])  # "interrupted" after two of the three chunks
+    assert m68.calls == 3 and pri.missing_chunks("landmarks68") == [1]
+    again = P.DatasetPriors(_Tiny(imgs), root=tmp_path, models={"dlib68": m68})
+    par = again.get("parsing")
+    assert m68.calls == 5  # only chunk 1 (two images) was computed now
+    lm = again.get("landmarks68")
+    assert lm.ok.tolist() == [True, False, True, True, True] and lm.reasons[1] == "no face (black image)"
+    assert par.values.shape == (5, 128, 128) and again.is_cached("parsing") and not again.pending_base(["parsing"])
+    fresh = P.DatasetPriors(_Tiny(imgs), root=tmp_path / "one-go", models={"dlib68": _CountingModel(68, 2)})
+    np.testing.assert_array_equal(fresh.get("landmarks68").values, lm.values)
+
+
+def test_precompute_in_parallel_equals_one_process(tmp_path, monkeypatch):
+    from plugins.synthetic import ArrayDataset
+
+    monkeypatch.setattr(P, "CHUNK", 4)  # 3 chunks over 2 spawned workers (they are told the chunk size)
+    ds = ArrayDataset(10, landmarks=True)
+    one = P.precompute(ds, ["landmarks68", "parsing"], root=tmp_path / "one", workers=1, progress=False)
+    two = P.precompute(ds, ["landmarks68", "parsing"], root=tmp_path / "two", workers=2, progress=False)
+    for name in ("landmarks68", "parsing"):
+        np.testing.assert_array_equal(one[name].values, two[name].values)
+        assert one[name].ok.all()
+    np.testing.assert_array_equal(one["landmarks68"].values, ds.lms)
+
+
+def test_data_priors_command(tmp_path, monkeypatch, capsys):
+    from plugins.synthetic import write_images
+
+    from fsrbench.cli import main
+
+    monkeypatch.setenv("FSRBENCH_CACHE", str(tmp_path / "cache"))
+    folder = write_images(tmp_path / "imgs", n=3)
+    assert main(["data", "priors", f"folder:{folder}", "--priors", "parsing", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "parsing" in out and "/3 images ok" in out and str(tmp_path / "cache") in out
+    assert main(["data", "priors", f"folder:{folder}", "--method", "srcnn"]) == 0  # srcnn uses no priors
+    assert "no dataset priors" in capsys.readouterr().err
+    assert main(["data", "priors", f"folder:{folder}", "--method", "affectsrnet"]) == 2  # needs --scale
+    assert "--scale" in capsys.readouterr().err
+    assert main(["data", "priors", f"folder:{folder}", "--priors", "heatmaps"]) == 2
+    assert "unknown prior" in capsys.readouterr().err
+    assert main(["data", "priors", f"folder:{folder}"]) == 2
