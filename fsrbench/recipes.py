@@ -81,6 +81,53 @@ ENGINE_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Engine keys added after reference weights were first trained (issue 26).  Each one's default is the engine's
+#: behaviour before the key existed (or what the issue asked for: ``sync_batchnorm``, ``persistent_workers``), and
+#: a key at its default is left out of the resolved config — so every existing recipe keeps its config hash, and
+#: a weight card written before a key existed means exactly what it meant.  Read them with :func:`option`.
+ENGINE_OPTIONS: dict[str, Any] = {
+    # -- optimisation --------------------------------------------------------------------------------
+    "grad_accum": 1,  # micro-batches per optimiser step (batch_size stays the global batch per step)
+    "lr_warmup_steps": 0,  # linear warm-up of the lr over the first N optimiser steps (0 = off)
+    "ema_decay": None,  # EMA of the weights (e.g. 0.999); evaluated, selected and saved as the card's weights
+    "ema_buffers": "copy",  # copy | average: buffers of the EMA model (BN statistics, counters)
+    "fp16_max_skips": 25,  # fp16: consecutive GradScaler-skipped steps before the run counts as diverged
+    # -- distributed ---------------------------------------------------------------------------------
+    "sync_batchnorm": True,  # under DDP: BatchNorm layers normalise over the global batch
+    "ddp_timeout_s": 1800,  # process-group timeout (NCCL's default is 600 s)
+    # -- speed knobs (never change the numbers except where noted) -----------------------------------
+    "memory_format": "channels_last_inputs",  # channels_last_inputs (as before) | contiguous | channels_last
+    "compile": False,  # false | true | a torch.compile mode ("default", "reduce-overhead", "max-autotune")
+    "compile_backend": "inductor",  # torch.compile backend
+    "cudnn_benchmark": False,  # torch.backends.cudnn.benchmark (CUDA; non-deterministic kernel choice)
+    "persistent_workers": True,  # DataLoader workers live for the whole run
+    "prefetch_factor": 2,  # batches prepared ahead per worker
+    "pin_memory": True,  # pinned host memory for the batches (CUDA only)
+}
+
+#: the values an option may take (beyond its type)
+_OPTION_CHOICES = {"ema_buffers": ("copy", "average"),
+                   "memory_format": ("channels_last_inputs", "contiguous", "channels_last")}
+
+
+def option(cfg: Mapping[str, Any], key: str) -> Any:
+    """An :data:`ENGINE_OPTIONS` key of a resolved config (its default when absent)."""
+    return cfg.get(key, ENGINE_OPTIONS[key])
+
+
+def with_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with every absent :data:`ENGINE_OPTIONS` key at its default (for comparisons)."""
+    return {**ENGINE_OPTIONS, **dict(cfg)}
+
+
+def drop_default_options(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Remove the :data:`ENGINE_OPTIONS` keys that are at their default (they mean "as before")."""
+    for k, default in ENGINE_OPTIONS.items():
+        if k in cfg and canonical_json(cfg[k]) == canonical_json(default):
+            del cfg[k]
+    return cfg
+
+
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     """Recursive merge: mappings merge, everything else (lists included) is replaced."""
     out = copy.deepcopy(dict(base))
@@ -156,14 +203,14 @@ def _all_keys(cfg: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 def apply_set(cfg: dict[str, Any], key: str, value: Any) -> None:
     """Set ``key`` (flat, or dotted into nested mappings); unknown keys are an error with suggestions."""
-    if key in cfg:
+    if key in cfg or key in ENGINE_OPTIONS:
         cfg[key] = value
         return
     parts = key.split(".")
     node: Any = cfg
     for i, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
-            known = _all_keys(cfg)
+            known = _all_keys(cfg) + list(ENGINE_OPTIONS)
             close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(f"--set {key}: unknown config key.{hint} (see the method's YAML and docs/training.md)")
@@ -212,14 +259,15 @@ def resolve_config(method: Any, preset: str = "default", config_file: str | Path
             extra = {}
         if not isinstance(extra, Mapping):
             raise ConfigError(f"{config_file}: --config must be a YAML mapping of overrides")
-        unknown = [k for k in extra if k not in cfg]
+        unknown = [k for k in extra if k not in cfg and k not in ENGINE_OPTIONS]
         if unknown:
-            raise ConfigError(f"{config_file}: unknown config key(s) {unknown}; known keys: {sorted(cfg)}")
+            raise ConfigError(f"{config_file}: unknown config key(s) {unknown}; known keys: "
+                              f"{sorted(set(cfg) | set(ENGINE_OPTIONS))}")
         cfg = deep_merge(cfg, extra)
     for item in sets:
         k, v = parse_set(item)
         apply_set(cfg, k, v)
-    cfg = _normalize_numbers(cfg)
+    cfg = drop_default_options(_normalize_numbers(cfg))
     validate(cfg)
     return cfg
 
@@ -255,6 +303,37 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise ConfigError("batch_size must be >= 1")
     if int(cfg.get("keep_last", 1)) < 1:
         raise ConfigError("keep_last must be >= 1")
+    validate_options(cfg)
+
+
+def validate_options(cfg: Mapping[str, Any]) -> None:
+    """Check the :data:`ENGINE_OPTIONS` keys of ``cfg`` (messages name the key and the fix)."""
+    for key, choices in _OPTION_CHOICES.items():
+        if option(cfg, key) not in choices:
+            raise ConfigError(f"{key}={option(cfg, key)!r}: use one of {', '.join(choices)}")
+    for key in ("grad_accum", "prefetch_factor", "fp16_max_skips"):
+        v = option(cfg, key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(f"{key}={v!r}: must be an integer >= 1")
+    for key in ("lr_warmup_steps", "ddp_timeout_s"):
+        v = option(cfg, key)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+            raise ConfigError(f"{key}={v!r}: must be a number >= 0")
+    ema = option(cfg, "ema_decay")
+    if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 < float(ema) < 1.0):
+        raise ConfigError(f"ema_decay={ema!r}: use null (off) or a number in (0, 1), e.g. 0.999")
+    comp = option(cfg, "compile")
+    if not isinstance(comp, bool) and comp not in ("default", "reduce-overhead", "max-autotune",
+                                                    "max-autotune-no-cudagraphs"):
+        raise ConfigError(f"compile={comp!r}: use false, true or a torch.compile mode (default, reduce-overhead, "
+                          "max-autotune)")
+    for key in ("sync_batchnorm", "cudnn_benchmark", "persistent_workers", "pin_memory"):
+        if not isinstance(option(cfg, key), bool):
+            raise ConfigError(f"{key}={option(cfg, key)!r}: use true or false")
+    gb = int(cfg.get("batch_size") or 0)
+    if gb % option(cfg, "grad_accum"):
+        raise ConfigError(f"batch_size={gb} is not divisible by grad_accum={option(cfg, 'grad_accum')}; batch_size "
+                          "is the global batch of one optimiser step, split into grad_accum micro-batches")
 
 
 def canonical_json(obj: Any) -> str:

@@ -107,3 +107,57 @@ def test_recipes_sit_below_the_contracts_and_keep_their_old_path():
 
     assert fsrbench.train.config is fsrbench.recipes and config is fsrbench.recipes
     assert fsrbench.weights.resolve_config is fsrbench.recipes.resolve_config
+
+
+def test_engine_options_leave_existing_recipes_unchanged(tiny, tmp_path):
+    """Keys added after reference weights were trained (ENGINE_OPTIONS) are absent from a resolved config
+    unless set to something other than their default — so every existing recipe keeps its hash, and a card
+    written before a key existed compares equal to a config with that key at its default."""
+    from fsrbench.train.config import ENGINE_OPTIONS, option
+    from fsrbench.train.loop import _config_diff
+
+    base = resolve_config(tiny, "default")
+    assert not set(ENGINE_OPTIONS) & set(base)
+    assert option(base, "grad_accum") == 1 and option(base, "ema_decay") is None and option(base, "sync_batchnorm")
+    same = resolve_config(tiny, "default", None, ["ema_decay=null", "grad_accum=1", "sync_batchnorm=true",
+                                                  "memory_format=channels_last_inputs"])
+    assert config_hash(same) == config_hash(base)
+    f = tmp_path / "opts.yaml"
+    f.write_text("ema_decay: 0.999\ngrad_accum: 2\n")  # --config accepts them too
+    changed = resolve_config(tiny, "default", f)
+    assert changed["ema_decay"] == 0.999 and changed["grad_accum"] == 2
+    assert _config_diff(base, same) == [] and _config_diff(base, changed) == ["ema_decay", "grad_accum"]
+    for bad, msg in (("grad_accum=0", "grad_accum"), ("ema_decay=1.5", "ema_decay"), ("memory_format=nhwc", "memory_format"),
+                     ("compile=fast", "compile"), ("grad_accum=3", "not divisible by grad_accum"),
+                     ("sync_batchnorm=maybe", "sync_batchnorm")):
+        with pytest.raises(ConfigError, match=msg):
+            resolve_config(tiny, "default", None, [bad])
+    with pytest.raises(ConfigError, match="Did you mean"):
+        resolve_config(tiny, "default", None, ["ema_dekay=0.9"])
+
+
+def test_warmup_and_retimed_cosine():
+    """Warm-up multiplies the schedule by (s+1)/W; a cosine re-timed at step a continues from the multiplier
+    reached there down to lr_min at the new end (no jump)."""
+    import math
+
+    import torch
+
+    from fsrbench.train.loop import _Multiplier, make_optimizer, make_scheduler
+
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    cfg = {**ENGINE_DEFAULTS, "lr": 1.0, "lr_warmup_steps": 4, "lr_schedule": "constant"}
+    opt = make_optimizer(p, cfg)
+    sch = make_scheduler(opt, cfg, 10)
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sch.step()
+    assert lrs == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    m = _Multiplier("cosine", 8, [], 0.5, 0.0)
+    assert [round(m(s), 12) for s in (0, 4, 8)] == [1.0, 0.5, 0.0]
+    m.retime(4, 12)  # extended from 8 to 12 steps at step 4
+    assert m(4) == pytest.approx(0.5) and m(12) == pytest.approx(0.0)
+    assert m(8) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 4 / 8)))
+    assert all(m(s) >= m(s + 1) for s in range(4, 12))

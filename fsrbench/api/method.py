@@ -80,7 +80,7 @@ class TrainableMethod(Method):
     """A method the shared training engine can train. A subclass provides exactly three things:
 
     * ``build_model(scale, config) -> torch.nn.Module``
-    * ``training_loss(model, batch: TrainBatch, config) -> (loss, {name: float})``
+    * ``training_loss(model, batch: TrainBatch, config) -> (loss, {name: float or detached 0-dim tensor})``
     * ``forward_sr(model, batch: Batch) -> Tensor[B,3,hr,hr]`` (inference; default: ``model(input)``)
 
     plus ``config_file``: a YAML file next to the module holding the paper's recipe under ``default`` and

@@ -122,8 +122,10 @@ def run_dir_lock(run_dir: str | Path, is_main: bool = True, share: Any = lambda 
 
 
 def unwrap(model: Any) -> Any:
-    """The bare module inside DistributedDataParallel (or the model itself)."""
-    return getattr(model, "module", model)
+    """The bare module inside DistributedDataParallel / torch.compile (or the model itself)."""
+    from fsrbench.train import unwrap as _unwrap
+
+    return _unwrap(model)
 
 
 # ------------------------------------------------------------------------------------------------

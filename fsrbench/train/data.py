@@ -60,16 +60,14 @@ def split_holdout(ids: Sequence[str], n_holdout: int, seed: int = 0) -> tuple[li
 # ------------------------------------------------------------------------------------------------
 # priors
 # ------------------------------------------------------------------------------------------------
-def prior_tables(dataset: Dataset, names: Sequence[str], scale: int, compute: bool = True) -> dict[str, Any]:
+def prior_tables(dataset: Dataset, names: Sequence[str], scale: int, progress: Any = None) -> dict[str, Any]:
     """``{name: PriorArray}`` for ``names`` from the dataset's prior cache (:class:`fsrbench.data.priors.
-    DatasetPriors`); computed and cached on first use (call with rank 0 first, then the others)."""
+    DatasetPriors`); what is not cached yet is computed here (``progress`` wraps the images, e.g. tqdm)."""
     if not names:
         return {}
-    try:
-        from fsrbench.data.priors import DatasetPriors
-    except ImportError as exc:  # pragma: no cover - the datasets module is part of the package
-        raise Unavailable(f"priors {list(names)} need fsrbench.data.priors ({exc})") from exc
-    dp = DatasetPriors(dataset)
+    from fsrbench.data.priors import DatasetPriors
+
+    dp = DatasetPriors(dataset, progress=progress)
     return {n: dp.get(n, scale) for n in names}
 
 
@@ -118,8 +116,11 @@ class TrainSet(torch.utils.data.Dataset):
 
     def __init__(self, dataset: Dataset, ids: Sequence[str], scale: int, priors: dict[str, Any] | None = None,
                  flip: bool = True, seed: int = 0, hr_size: int = 128, rot90: bool = False,
-                 random_scale: Sequence[float] | None = None) -> None:
+                 random_scale: Sequence[float] | None = None, prepare: Any = None,
+                 config: dict[str, Any] | None = None) -> None:
         self.dataset = dataset
+        self.prepare = prepare  # method.prepare_sample (runs here, in the data workers)
+        self.config = dict(config or {})
         self.rot90 = bool(rot90)
         self.random_scale = None if random_scale in (None, False) else tuple(float(v) for v in random_scale)  # type: ignore[union-attr]
         if self.random_scale is not None and (len(self.random_scale) != 2 or not 0 < self.random_scale[0] <= self.random_scale[1]):
@@ -178,6 +179,13 @@ class TrainSet(torch.utils.data.Dataset):
             hr = random_zoom(hr, float(rng.uniform(*self.random_scale)), rng)
         lr = make_lr(hr, self.scale)
         up = upsample(lr, self.hr_size)
+        if self.prepare is not None:  # the method's own per-sample CPU work, on its own random stream
+            extra = self.prepare({"id": sample.id, "hr": hr, "lr": lr, "up": up, "priors": dict(pri), "scale": self.scale},
+                                 np.random.default_rng([self.seed, int(epoch), int(index), 1]), self.config)
+            clash = sorted(set(extra or {}) & set(pri))
+            if clash:
+                raise ValueError(f"prepare_sample returned {clash}, which are prior names; use other names")
+            pri.update({k: np.asarray(v) for k, v in (extra or {}).items()})
         return {"id": sample.id, "hr": hr, "lr": lr, "up": up, "priors": pri, "flipped": flipped}
 
 
@@ -190,8 +198,18 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _u8_to_float(t: torch.Tensor, device: Any) -> torch.Tensor:
-    return t.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+def u8_to_float(t: torch.Tensor, device: Any = None, memory_format: str = "channels_last_inputs") -> torch.Tensor:
+    """uint8 images [B,H,W,3] -> float [B,3,H,W] in [0,1] on ``device``.
+
+    ``memory_format`` (config key): ``channels_last_inputs`` keeps the strides of the NHWC source (what the
+    engine always did: a channels-last tensor, which makes convolutions run channels-last), ``contiguous``
+    gives NCHW-contiguous tensors, ``channels_last`` channels-last ones (with the model converted too)."""
+    x = t.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    if memory_format == "contiguous":
+        return x.contiguous()
+    if memory_format == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def _prior_to_device(v: torch.Tensor, device: Any) -> torch.Tensor:
@@ -199,15 +217,15 @@ def _prior_to_device(v: torch.Tensor, device: Any) -> torch.Tensor:
     return v.float() if v.dtype in (torch.float64, torch.float16) else v
 
 
-def to_train_batch(raw: dict[str, Any], scale: int, device: Any) -> TrainBatch:
-    return TrainBatch(hr=_u8_to_float(raw["hr"], device), lr=_u8_to_float(raw["lr"], device),
-                      upsampled=_u8_to_float(raw["up"], device), scale=scale,
+def to_train_batch(raw: dict[str, Any], scale: int, device: Any, memory_format: str = "channels_last_inputs") -> TrainBatch:
+    return TrainBatch(hr=u8_to_float(raw["hr"], device, memory_format), lr=u8_to_float(raw["lr"], device, memory_format),
+                      upsampled=u8_to_float(raw["up"], device, memory_format), scale=scale,
                       priors={k: _prior_to_device(v, device) for k, v in raw["priors"].items()},
                       ids=list(raw["ids"]))
 
 
-def to_eval_batch(raw: dict[str, Any], scale: int, device: Any) -> Batch:
-    tb = to_train_batch(raw, scale, device)
+def to_eval_batch(raw: dict[str, Any], scale: int, device: Any, memory_format: str = "channels_last_inputs") -> Batch:
+    tb = to_train_batch(raw, scale, device, memory_format)
     return tb.to_eval_batch()
 
 
@@ -240,13 +258,19 @@ def _worker_init(worker_id: int) -> None:
 
 
 def make_loader(trainset: TrainSet, sampler: ResumableSampler, batch_size: int, num_workers: int,
-                seed: int, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+                seed: int, pin_memory: bool = False, persistent_workers: bool = False,
+                prefetch_factor: int | None = None) -> torch.utils.data.DataLoader:
+    """The training DataLoader.  Made once per run: the sampler (iterated in the main process) decides the
+    order of every epoch, so persistent workers serve all epochs; sample randomness never depends on the
+    workers (see the module docstring)."""
     g = torch.Generator()
     g.manual_seed(int(seed))  # worker base seeds come from here, never from the global RNG
+    extra: dict[str, Any] = {}
+    if num_workers > 0:
+        extra = {"persistent_workers": bool(persistent_workers), "prefetch_factor": int(prefetch_factor or 2)}
     return torch.utils.data.DataLoader(trainset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                                        collate_fn=collate, drop_last=True, worker_init_fn=_worker_init,
-                                       generator=g, pin_memory=pin_memory,
-                                       persistent_workers=False)
+                                       generator=g, pin_memory=pin_memory, **extra)
 
 
 def steps_per_epoch(n: int, world: int, per_rank_batch: int) -> int:

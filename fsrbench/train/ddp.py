@@ -30,8 +30,16 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup(device: str = "auto") -> DistInfo:
-    """Initialise the process group when launched by torchrun and pick this process's device."""
+def env_world() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment, before any process group exists."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def setup(device: str = "auto", timeout_s: float | None = None) -> DistInfo:
+    """Initialise the process group when launched by torchrun and pick this process's device.
+
+    ``timeout_s``: the process group's timeout for collectives and barriers (config ``ddp_timeout_s``; NCCL's
+    own default is 10 minutes)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -50,6 +58,10 @@ def setup(device: str = "auto") -> DistInfo:
         kwargs: dict[str, Any] = {"backend": backend}
         if dev.type == "cuda":
             kwargs["device_id"] = dev
+        if timeout_s:
+            from datetime import timedelta
+
+            kwargs["timeout"] = timedelta(seconds=float(timeout_s))
         dist.init_process_group(**kwargs)
         info.initialized_here = True
     return info
@@ -75,6 +87,15 @@ def all_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     v = value.detach().clone()
     dist.all_reduce(v, op=dist.ReduceOp.SUM)
     return v / info.world
+
+
+def all_max(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Maximum of a tensor over all processes (identity in a single process)."""
+    if not info.distributed:
+        return value
+    v = value.detach().clone()
+    dist.all_reduce(v, op=dist.ReduceOp.MAX)
+    return v
 
 
 def any_true(flag: bool, info: DistInfo) -> bool:
@@ -113,3 +134,14 @@ def wrap(model: torch.nn.Module, info: DistInfo, find_unused_parameters: bool = 
         return DDP(model, device_ids=[info.device.index], output_device=info.device.index,
                    find_unused_parameters=find_unused_parameters)
     return DDP(model, find_unused_parameters=find_unused_parameters)
+
+
+def sync_batchnorm(model: torch.nn.Module, info: DistInfo) -> tuple[torch.nn.Module, int]:
+    """Under DDP, every BatchNorm layer of ``model`` normalised over the global batch (config
+    ``sync_batchnorm``): ``torch.nn.SyncBatchNorm`` on CUDA, :class:`fsrbench.train.syncbn.GlobalBatchNorm`
+    elsewhere.  Call before the optimiser is built; returns (model, layers converted)."""
+    if not info.distributed:
+        return model, 0
+    from fsrbench.train.syncbn import convert_batchnorm
+
+    return convert_batchnorm(model, info.device.type)

@@ -31,13 +31,21 @@ import torch
 from fsrbench.errors import TrainingDiverged
 from fsrbench.train import checkpoints as ck
 from fsrbench.train import ddp
-from fsrbench.train.config import ConfigError, config_hash, dump_yaml
+from fsrbench.train.config import ConfigError, config_hash, dump_yaml, option, with_options
 from fsrbench.train.data import (ResumableSampler, TrainSet, ValSet, make_loader, open_dataset, prior_tables,
                                  split_holdout, steps_per_epoch, to_eval_batch, to_train_batch)
+from fsrbench.train.ema import EMA
 
 #: config keys that may differ between a checkpoint and the command resuming it
 RESUMABLE_CHANGES = frozenset({"num_workers", "log_every", "tensorboard", "val_every", "ckpt_every", "keep_last",
-                               "steps", "epochs", "val_batch_size", "val_images"})
+                               "steps", "epochs", "val_batch_size", "val_images",
+                               # speed knobs (ENGINE_OPTIONS)
+                               "memory_format", "compile", "compile_backend", "cudnn_benchmark", "persistent_workers",
+                               "prefetch_factor", "pin_memory", "ddp_timeout_s", "fp16_max_skips",
+                               # the remedies a divergence message advises (recorded in run.json "resumes")
+                               "lr", "amp"})
+#: resumable changes that change the numbers: each resume that changes one is recorded in run.json
+RECORDED_CHANGES = ("lr", "amp", "steps", "epochs", "memory_format")
 
 
 @dataclass
@@ -84,25 +92,48 @@ def make_optimizer(params: Any, cfg: Mapping[str, Any]) -> torch.optim.Optimizer
 
 
 class _Multiplier:
-    """lr multiplier of step ``s`` (a picklable callable, so LambdaLR's state stays plain data)."""
+    """lr multiplier of step ``s`` (a picklable callable, so LambdaLR's state stays plain data).
 
-    def __init__(self, kind: str, total: int, milestones: list[int], gamma: float, min_ratio: float) -> None:
+    ``segments`` re-time a cosine schedule: ``[start, ratio_at_start, end]`` rows, the last one with ``start <= s``
+    applies (``[0, 1, total]`` is the plain cosine).  A resumed run whose length changed appends a row at the
+    resumed step, from the multiplier reached there down to ``lr_min`` at the new end — the lr continues
+    where it was instead of jumping.  ``warmup``: multiplied by ``(s + 1) / warmup`` for ``s < warmup``."""
+
+    def __init__(self, kind: str, total: int, milestones: list[int], gamma: float, min_ratio: float,
+                 warmup: int = 0, segments: list[list[float]] | None = None) -> None:
         self.kind, self.total, self.milestones, self.gamma, self.min_ratio = kind, total, milestones, gamma, min_ratio
+        self.warmup = int(warmup)
+        self.segments = [list(x) for x in segments] if segments else [[0, 1.0, int(total)]]
 
-    def __call__(self, s: int) -> float:
+    def schedule(self, s: int) -> float:
         if self.kind == "cosine":
-            t = min(max(s, 0), self.total) / max(self.total, 1)
-            return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+            start, r0, end = self.segments[0]
+            for seg in self.segments[1:]:
+                if s >= seg[0]:
+                    start, r0, end = seg
+            t = min(max(s - start, 0), end - start) / max(end - start, 1)
+            return self.min_ratio + (r0 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
         if self.kind == "multistep":
             return self.gamma ** sum(1 for m in self.milestones if s >= m)
         return 1.0
+
+    def __call__(self, s: int) -> float:
+        w = min(1.0, (s + 1) / self.warmup) if self.warmup > 0 and s < self.warmup else 1.0
+        return w * self.schedule(s)
+
+    def retime(self, at: int, total: int) -> None:
+        """The run now ends at ``total`` (it ended at ``self.total``); continue the schedule from step ``at``."""
+        if int(total) != int(self.total) and self.kind == "cosine":
+            self.segments.append([int(at), self.schedule(int(at)), int(total)])
+        self.total = int(total)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], total_steps: int) -> Any:
     kind = str(cfg.get("lr_schedule", "multistep"))
     lr = float(cfg["lr"])
     mult = _Multiplier(kind, int(total_steps), [int(m) for m in (cfg.get("lr_milestones") or [])],
-                       float(cfg.get("lr_gamma", 0.5)), float(cfg.get("lr_min") or 0.0) / lr if lr else 0.0)
+                       float(cfg.get("lr_gamma", 0.5)), float(cfg.get("lr_min") or 0.0) / lr if lr else 0.0,
+                       int(option(cfg, "lr_warmup_steps")))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, mult)
 
 
@@ -126,9 +157,13 @@ def _amp_dtype(amp: str) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "none")
 
 
-def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any], resumable: frozenset[str] | set[str] = RESUMABLE_CHANGES
+                 ) -> list[str]:
+    """Keys whose values differ between configs ``a`` and ``b`` (absent engine options = their defaults),
+    except ``resumable`` ones."""
+    a, b = with_options(a), with_options(b)
     keys = set(a) | set(b)
-    return sorted(k for k in keys if k not in RESUMABLE_CHANGES and json.dumps(a.get(k), sort_keys=True, default=str)
+    return sorted(k for k in keys if k not in resumable and json.dumps(a.get(k), sort_keys=True, default=str)
                   != json.dumps(b.get(k), sort_keys=True, default=str))
 
 
@@ -173,6 +208,7 @@ class Validator:
         from fsrbench.registry import instantiate, metrics
 
         self.method, self.valset, self.scale, self.device = method, valset, scale, device
+        self.memory_format = str(option(cfg, "memory_format"))
         self.batch_size = int(cfg.get("val_batch_size") or 16)
         self.protocol = get_protocol(cfg.get("protocol"))
         self.metrics = []
@@ -207,11 +243,12 @@ class Validator:
 
         assert self.valset is not None
         was_training = model.training
+        threads = torch.get_num_threads()  # metrics' own thread pools (numba's OpenMP layer) may reset it
         model.eval()
         cols: dict[str, list[np.ndarray]] = {}
         try:
             for raw in self.valset.batches(self.batch_size):
-                batch = to_eval_batch(raw, self.scale, self.device)
+                batch = to_eval_batch(raw, self.scale, self.device, self.memory_format)
                 sr = self.method.forward_sr(model, batch).float().clamp(0, 1)
                 sr_u8 = tensor_to_uint8(sr)
                 hr_u8 = raw["hr"].numpy()
@@ -222,6 +259,8 @@ class Validator:
                         cols.setdefault(col, []).append(np.asarray(vals, dtype=np.float64))
         finally:
             model.train(was_training)
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
         out = {}
         for col, parts in cols.items():
             v = np.concatenate(parts)
@@ -231,22 +270,164 @@ class Validator:
 
 
 # ------------------------------------------------------------------------------------------------
+# data and priors (before the process group exists)
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class _Data:
+    ds: Any
+    vds: Any
+    train_ids: list[str]
+    val_ids: list[str]
+    train_priors: tuple[str, ...]
+    val_priors: tuple[str, ...]
+    tables: dict[str, Any] = field(default_factory=dict)
+    val_tables: dict[str, Any] = field(default_factory=dict)
+
+
+def _open_data(method: Any, dataset: Any, cfg: Mapping[str, Any]) -> _Data:
+    ds = open_dataset(dataset)
+    all_ids = ds.ids()
+    seed = int(cfg.get("seed") or 0)
+    if cfg.get("val_dataset"):
+        vds = open_dataset(cfg["val_dataset"])
+        train_ids, val_ids = all_ids, vds.ids()
+    else:
+        vds = ds
+        train_ids, val_ids = split_holdout(all_ids, int(cfg.get("val_holdout") or 0), seed)
+    val_ids = val_ids[: int(cfg.get("val_images") or 0)] if cfg.get("val_images") is not None else val_ids
+    return _Data(ds, vds, list(train_ids), list(val_ids), tuple(getattr(method, "train_priors", ()) or ()),
+                 tuple(getattr(method, "priors", ()) or ()) if val_ids else ())
+
+
+def _prior_jobs(data: _Data) -> list[tuple[Any, tuple[str, ...]]]:
+    return [(d, names) for d, names in ((data.ds, data.train_priors), (data.vds, data.val_priors)) if names]
+
+
+def _compute_prior_shard(data: _Data, scale: int, rank: int, world: int, progress: bool, method_name: str) -> None:
+    """Before the process group: compute this process's share of the priors that are not cached yet.
+
+    The per-image work is split into chunks of images; process ``rank`` computes chunks ``c % world == rank``
+    (a single process computes all of them).  Nobody waits for anybody while the face models run, and an
+    interrupted computation resumes from the chunks on disk."""
+    from fsrbench.data.priors import DatasetPriors
+
+    for dset, names in _prior_jobs(data):
+        dp = DatasetPriors(dset)
+        pending = dp.pending_base(names, scale)
+        if not pending:
+            continue
+        mine = {b: [c for c in dp.missing_chunks(b, scale) if c % world == rank] for b in pending}
+        n_ids = len(dset.ids())
+        n_img = sum(min(dp.chunk, n_ids - c * dp.chunk) for cs in mine.values() for c in cs)
+        if rank == 0:
+            print(f"fsrbench train: computing priors {pending} of {dset.display_name} ({n_ids} images, {world} "
+                  f"process(es)); they are cached for later runs — `fsrbench data priors {dset.display_name} "
+                  f"--method {method_name} --scale {scale} --workers N` precomputes them in parallel",
+                  file=sys.stderr)
+        bar = None
+        if progress and rank == 0 and n_img:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n_img, desc=f"priors {','.join(pending)}", unit="img", dynamic_ncols=True)
+        for b, chunks in mine.items():
+            dp.compute_chunks(b, scale, chunks, on_image=(bar.update if bar is not None else None))
+        if bar is not None:
+            bar.close()
+
+
+def _load_priors(data: _Data, scale: int, info: ddp.DistInfo) -> None:
+    """After the process group: rank 0 merges the chunks (and derives parsing/skin/AU), then the others
+    load the cached files."""
+    for turn in ((True,) if not info.distributed else (True, False)):
+        if info.is_main == turn:
+            data.tables = prior_tables(data.ds, data.train_priors, scale)
+            if data.val_priors and info.is_main:
+                data.val_tables = prior_tables(data.vds, data.val_priors, scale)
+        ddp.barrier(info)
+
+
+# ------------------------------------------------------------------------------------------------
 # the loop
 # ------------------------------------------------------------------------------------------------
 def train(method: Any, scale: int, dataset: Any, *, config: Mapping[str, Any], device: str = "auto",
           out: str | Path | None = None, resume: bool = False, progress: bool = True,
           argv: list[str] | None = None) -> TrainResult:
     """Train ``method`` at ``scale`` on ``dataset`` (spec or Dataset) with a resolved ``config``."""
-    info = ddp.setup(device)
+    cfg = dict(config)
+    rank, world = ddp.env_world()
+    _check_batch(cfg, world)
+    data = _open_data(method, dataset, cfg)
+    _compute_prior_shard(data, scale, rank, world, progress, _method_name(method))
+    info = ddp.setup(device, float(option(cfg, "ddp_timeout_s")))
     try:
+        _load_priors(data, scale, info)
         run_dir = Path(out) if out else default_run_dir(_method_name(method), scale)
         with ck.run_dir_lock(run_dir, info.is_main, lambda err: ddp.broadcast_object(err, info)):
-            return _train(method, scale, dataset, dict(config), info, out, resume, progress, argv)
+            return _train(method, scale, data, cfg, info, out, resume, progress, argv)
     finally:
         ddp.teardown(info)
 
 
-def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp.DistInfo, out: Any,
+def _check_batch(cfg: Mapping[str, Any], world: int) -> tuple[int, int]:
+    """(per-process batch of one optimiser step, per-process micro-batch) or a ConfigError."""
+    gbatch, accum = int(cfg["batch_size"]), int(option(cfg, "grad_accum"))
+    if gbatch % (world * accum):
+        ok = max(world * accum, gbatch // (world * accum) * world * accum)
+        raise ConfigError(f"batch_size={gbatch} is not divisible by the {world} process(es) x grad_accum={accum}; "
+                          f"set --set batch_size={ok}")
+    return gbatch // world, gbatch // world // accum
+
+
+def _finite_flag(loss: torch.Tensor) -> torch.Tensor:
+    return ~torch.isfinite(loss.detach()).all()
+
+
+def _rescale_lr(optimizer: Any, scheduler: Any, ratio: float) -> None:
+    """Multiply every param group's lr (and the schedule's base) by ``ratio`` (a resume with another ``lr``)."""
+    for g in optimizer.param_groups:
+        if "initial_lr" in g:
+            g["initial_lr"] = float(g["initial_lr"]) * ratio
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [float(b) * ratio for b in scheduler.base_lrs]
+        if hasattr(scheduler, "lr_lambdas"):
+            for g, base, fn in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+                g["lr"] = base * fn(scheduler.last_epoch)
+            scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+            return
+    for g in optimizer.param_groups:
+        g["lr"] = float(g["lr"]) * ratio
+
+
+class _Wrapper:
+    """The model as the method sees it: DDP (with ``find_unused_parameters`` as the config and the method's
+    optional ``ddp_find_unused_parameters(model, config)`` hook want it now) and ``torch.compile``."""
+
+    def __init__(self, bare: torch.nn.Module, method: Any, cfg: Mapping[str, Any], info: ddp.DistInfo) -> None:
+        self.bare, self.method, self.cfg, self.info = bare, method, cfg, info
+        self.allowed = bool(cfg.get("find_unused_parameters"))
+        self.hook = getattr(method, "ddp_find_unused_parameters", None)
+        self.compile = option(cfg, "compile")
+        self.current: bool | None = None
+        self.model: Any = None
+        self.ddp: Any = None  # the DistributedDataParallel object (for no_sync), or None
+        self.history: list[list[Any]] = []  # [step, find_unused_parameters] at each DDP (re)wrap
+
+    def get(self, step: int = 0) -> Any:
+        want = self.allowed and (self.hook is None or bool(self.hook(self.bare, self.cfg)))
+        if self.model is None or (self.info.distributed and want != self.current):
+            self.model = self.ddp = None  # release the previous DDP reducer first
+            model = ddp.wrap(self.bare, self.info, want)
+            self.ddp = model if self.info.distributed else None
+            if self.info.distributed:
+                self.history.append([int(step), bool(want)])
+            if self.compile:
+                mode = None if self.compile is True else str(self.compile)
+                model = torch.compile(model, mode=mode, backend=str(option(self.cfg, "compile_backend")))
+            self.model, self.current = model, want
+        return self.model
+
+
+def _train(method: Any, scale: int, data: _Data, cfg: dict[str, Any], info: ddp.DistInfo, out: Any,
            resume: bool, progress: bool, argv: list[str] | None) -> TrainResult:
     name = _method_name(method)
     dev = info.device
@@ -259,47 +440,31 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
         raise ValueError(f"{run_dir} already holds checkpoints (latest step {existing[-1][0]}); pass --resume to "
                          f"continue that run or --out NEW_DIR for a new one")
     gbatch = int(cfg["batch_size"])
-    if gbatch % info.world:
-        raise ConfigError(f"batch_size={gbatch} is not divisible by the {info.world} processes; "
-                          f"set --set batch_size={max(info.world, gbatch // info.world * info.world)}")
-    per_rank = gbatch // info.world
+    per_rank, micro = _check_batch(cfg, info.world)
+    accum = int(option(cfg, "grad_accum"))
     seed = int(cfg.get("seed") or 0)
     amp = str(cfg.get("amp") or "none")
     amp_dtype = _amp_dtype(amp)
-    if amp == "fp16" and dev.type == "cpu":
+    fp16 = amp == "fp16"
+    mem_format = str(option(cfg, "memory_format"))
+    if fp16 and dev.type == "cpu" and info.is_main:
         print("fsrbench train: note: fp16 autocast on CPU is slow and only meant for testing; use bf16", file=sys.stderr)
+    if option(cfg, "cudnn_benchmark") and dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
     # -- data -----------------------------------------------------------------------------------------
-    ds = open_dataset(dataset)
-    all_ids = ds.ids()
-    if cfg.get("val_dataset"):
-        vds = open_dataset(cfg["val_dataset"])
-        train_ids, val_ids = all_ids, vds.ids()
-    else:
-        vds = ds
-        train_ids, val_ids = split_holdout(all_ids, int(cfg.get("val_holdout") or 0), seed)
-    val_ids = val_ids[: int(cfg.get("val_images") or 0)] if cfg.get("val_images") is not None else val_ids
+    ds, vds, train_ids, val_ids, tables = data.ds, data.vds, data.train_ids, data.val_ids, data.tables
     spe = steps_per_epoch(len(train_ids), info.world, per_rank)
     if spe < 1:
         raise ValueError(f"{ds.display_name}: {len(train_ids)} training images are fewer than one batch "
                          f"({gbatch}); lower batch_size")
     total = int(cfg["steps"]) if cfg.get("steps") is not None else int(cfg["epochs"]) * spe
-    # priors: rank 0 computes and caches them first, the other ranks then read the cache
-    train_prior_names = tuple(getattr(method, "train_priors", ()) or ())
-    val_prior_names = tuple(getattr(method, "priors", ()) or ())
-    tables: dict[str, Any] = {}
-    val_tables: dict[str, Any] = {}
     if info.is_main:
         print_header(name, scale, ds, vds, len(train_ids), len(val_ids), total, gbatch, info, dev, run_dir, resume)
-    for turn in ((True,) if not info.distributed else (True, False)):
-        if info.is_main == turn:
-            tables = prior_tables(ds, train_prior_names, scale)
-            if info.is_main and val_ids and val_prior_names:
-                val_tables = prior_tables(vds, val_prior_names, scale)
-        ddp.barrier(info)
     trainset = TrainSet(ds, train_ids, scale, priors=tables, flip=bool(cfg.get("flip", True)), seed=seed,
                         hr_size=int(cfg.get("hr_size") or 128), rot90=bool(cfg.get("rot90", False)),
-                        random_scale=cfg.get("random_scale"))
+                        random_scale=cfg.get("random_scale"), prepare=getattr(method, "prepare_sample", None),
+                        config=cfg)
     sampler = ResumableSampler(len(trainset), info.world, info.rank, seed)
     fingerprint = dict(ds.fingerprint())
     fingerprint["train_ids_sha256"] = hashlib.sha256("\n".join(train_ids).encode()).hexdigest()
@@ -317,21 +482,32 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"{name}.build_model must return a torch.nn.Module, got {type(model).__name__}")
     model.to(dev)
+    n_sync_bn = 0
+    if option(cfg, "sync_batchnorm"):
+        model, n_sync_bn = ddp.sync_batchnorm(model, info)
+    if mem_format == "channels_last":
+        model.to(memory_format=torch.channels_last)
     if hasattr(method, "on_train_start"):
         method.on_train_start(model, cfg, TrainContext(dataset=ds, train_ids=list(train_ids), priors=tables,
                                                        scale=scale, device=dev, rank=info.rank, world=info.world))
     custom = method.configure_optimizers(model, cfg, total) if hasattr(method, "configure_optimizers") else None
     if custom is not None:  # (optimizer, scheduler or None); None = the engine's optimiser from the config
         optimizer, scheduler = custom
+        if option(cfg, "lr_warmup_steps"):
+            raise ConfigError(f"lr_warmup_steps: {name} builds its own optimiser and schedule "
+                              "(configure_optimizers); warm-up is the engine schedule's option — set it to 0")
     else:
         optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
         scheduler = make_scheduler(optimizer, cfg, total)
-    scaler = torch.amp.GradScaler(dev.type, enabled=(amp == "fp16"))
+    scaler = torch.amp.GradScaler(dev.type, enabled=fp16)
+    ema_decay = option(cfg, "ema_decay")
+    ema = EMA(model, float(ema_decay), str(option(cfg, "ema_buffers"))) if ema_decay else None
 
     # -- resume ---------------------------------------------------------------------------------------
     step, epoch, offset = 0, 0, 0
     best: dict[str, Any] = {}
     resumed_from = None
+    resume_record: dict[str, Any] | None = None
     rng_to_restore = None
     if resume:
         found = ck.latest_resumable(run_dir)
@@ -340,7 +516,8 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
                 print(f"fsrbench train: --resume: no checkpoint in {run_dir}; starting from step 0", file=sys.stderr)
         else:
             card, state_path = found
-            diff = _config_diff(card.get("config") or {}, cfg)
+            old_cfg = card.get("config") or {}
+            diff = _config_diff(old_cfg, cfg)
             if diff:
                 raise ConfigError(f"--resume: the config differs from the checkpoint {card['_path']} in {diff}; "
                                   f"use the same settings or start a new run with --out NEW_DIR")
@@ -351,21 +528,48 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
                                   f"training ids) than {ds.display_name} ({len(train_ids)}); use the same --dataset "
                                   f"or start a new run with --out NEW_DIR")
             state = ck.load_state(state_path, map_location="cpu")
-            ck.load_weights(model, ck.weights_path(card), str(dev))
+            if ema is not None:  # the card's weights are the EMA; the live weights are in the state
+                ck.load_weights(ema.module, ck.weights_path(card), str(dev))
+                model.load_state_dict(state["model"])
+            else:
+                ck.load_weights(model, ck.weights_path(card), str(dev))
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler") is not None:
                 scheduler.load_state_dict(state["scheduler"])
-            if state.get("scaler"):
+            if state.get("scaler") and fp16:
                 scaler.load_state_dict(state["scaler"])
             step, epoch, offset = int(state["step"]), int(state["epoch"]), int(state["offset"])
             best = dict(state.get("best") or {})
+            old_total = int((state.get("schedule") or {}).get("total") or 0) or (
+                int(old_cfg["steps"]) if old_cfg.get("steps") is not None else int(old_cfg.get("epochs") or 0) * spe)
+            mult = scheduler.lr_lambdas[0] if custom is None and scheduler is not None else None
+            if isinstance(mult, _Multiplier):
+                segs = (state.get("schedule") or {}).get("segments")
+                if segs:
+                    mult.segments = [list(x) for x in segs]
+                mult.total = old_total
+                mult.retime(int(scheduler.last_epoch), total)
+                for g, base in zip(optimizer.param_groups, scheduler.base_lrs):
+                    g["lr"] = base * mult(scheduler.last_epoch)
+                scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+            if float(old_cfg.get("lr", cfg["lr"])) != float(cfg["lr"]) and float(old_cfg.get("lr") or 0):
+                _rescale_lr(optimizer, scheduler if custom is None else None, float(cfg["lr"]) / float(old_cfg["lr"]))
+            changed = {k: [with_options(old_cfg).get(k), with_options(cfg).get(k)] for k in RECORDED_CHANGES
+                       if json.dumps(with_options(old_cfg).get(k), default=str) != json.dumps(with_options(cfg).get(k), default=str)}
+            resume_record = {"from_step": step, "checkpoint": str(card["_path"]), "changed": changed}
             rngs = state.get("rng") or []
             rng_to_restore = rngs[info.rank] if len(rngs) == info.world else None
             if rng_to_restore is None and info.is_main:
                 print(f"fsrbench train: note: checkpoint was written by {len(rngs)} process(es), now {info.world}; "
                       "random streams restart (the loss curve will differ slightly)", file=sys.stderr)
             resumed_from = str(card["_path"])
+    previous_resumes: list[Any] = []
     if info.is_main:
+        if resumed_from is not None and (run_dir / "run.json").is_file():
+            try:
+                previous_resumes = list(json.loads((run_dir / "run.json").read_text()).get("resumes") or [])
+            except (OSError, ValueError):
+                previous_resumes = []
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in run_dir.glob(".*.tmp"):  # half-written files of a killed run
             stale.unlink(missing_ok=True)
@@ -378,9 +582,10 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
         if not bc.is_file():
             best = {}  # the next validation writes a best again
         ck.atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    model = ddp.wrap(model, info, bool(cfg.get("find_unused_parameters")))
-    bare = ck.unwrap(model)
-    valset = ValSet(vds, val_ids, scale, priors=val_tables, hr_size=int(cfg.get("hr_size") or 128)) \
+    bare = model
+    wrapper = _Wrapper(bare, method, cfg, info)
+    scored = ema.module if ema is not None else bare  # what validation scores and the cards hold
+    valset = ValSet(vds, val_ids, scale, priors=data.val_tables, hr_size=int(cfg.get("hr_size") or 128)) \
         if info.is_main and val_ids else None
     validator = Validator(method, valset, scale, cfg, dev, vds.display_name) if info.is_main else None
     protocol_card = validator.protocol.card() if validator is not None else {}
@@ -395,6 +600,10 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
                     "total_steps": total, "steps_per_epoch": spe, "resumed_from": resumed_from,
                     "argv": argv or sys.argv, "python": platform.python_version(), "torch": torch.__version__,
                     "status": "running"}
+        if n_sync_bn:
+            run_info["sync_batchnorm_layers"] = n_sync_bn
+        if resume_record is not None:
+            run_info["resumes"] = previous_resumes + [resume_record]
         init_report = getattr(bare, "init_report", None)  # initial weights loaded by build_model (path, sha256, counts)
         if init_report:
             run_info["init"] = init_report
@@ -410,14 +619,19 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
         rngs = ddp.gather_objects(ck.rng_state(), info)
         card_path = None
         if info.is_main:
+            mult = scheduler.lr_lambdas[0] if custom is None and scheduler is not None else None
             state = {"step": step_now, "epoch": epoch_pos[0], "offset": epoch_pos[1],
                      "optimizer": optimizer.state_dict(), "scheduler": _state_dict_plain(scheduler) if scheduler is not None else None,
                      "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "rng": rngs,
                      "best": best, "config_sha256": chash, "world_size": info.world}
+            if isinstance(mult, _Multiplier):
+                state["schedule"] = {"total": int(mult.total), "segments": [list(map(float, x)) for x in mult.segments]}
+            if ema is not None:
+                state["model"] = bare.state_dict()
             card = ck.make_card(method=name, scale=scale, step=step_now, kind="step", weights_file="", sha256="",
                                 config=cfg, config_sha256=chash, dataset=fingerprint, protocol=protocol_card,
                                 val_metrics=val_metrics)
-            card_path = ck.write_checkpoint(run_dir, step=step_now, model=bare, state=state, card=card,
+            card_path = ck.write_checkpoint(run_dir, step=step_now, model=scored, state=state, card=card,
                                             keep_last=int(cfg.get("keep_last") or 3))
         ddp.barrier(info)
         return card_path
@@ -427,6 +641,7 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
     ckpt_every = int(cfg.get("ckpt_every") or 0)
     val_every = int(cfg.get("val_every") or 0)
     grad_clip = cfg.get("grad_clip")
+    max_skips = int(option(cfg, "fp16_max_skips"))
     epoch_pos = [epoch, offset]
     if epoch_pos[1] >= spe:
         epoch_pos = [epoch_pos[0] + 1, 0]
@@ -437,68 +652,132 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=step, desc=f"train {name} x{scale}", unit="step", dynamic_ncols=True)
-    acc_loss, acc_n, t0, imgs = 0.0, 0, time.perf_counter(), 0
+    workers = int(cfg.get("num_workers") or 0)
+    loader = make_loader(trainset, sampler, micro, workers, seed,
+                         pin_memory=dev.type == "cuda" and bool(option(cfg, "pin_memory")),
+                         persistent_workers=bool(option(cfg, "persistent_workers")),
+                         prefetch_factor=int(option(cfg, "prefetch_factor")))
+    zero = torch.zeros((), device=dev)
+    # device-side accumulators: read (one host sync) only when a log row, a validation or a checkpoint is due
+    acc_loss, acc_n, t0, imgs = zero.clone(), 0, time.perf_counter(), 0
+    first_bad_step = torch.zeros((), dtype=torch.long, device=dev)  # 0 = every loss so far was finite
+    first_bad_loss = zero.clone()
+    first_bad_terms: dict[str, torch.Tensor] = {}
+    skips = 0
+
+    def check_finite(at_step: int) -> None:
+        """Stop (TrainingDiverged) when a loss since the start was NaN/inf on any process; not under fp16,
+        where the GradScaler skips such steps."""
+        if fp16:
+            return
+        if float(ddp.all_max((first_bad_step > 0).float(), info)) <= 0:
+            return
+        bad_step = int(first_bad_step) or at_step
+        good = [(s, c) for s, c in ck.step_cards(run_dir) if s < bad_step] if info.is_main else []
+        where = (f"the last good checkpoint is {good[-1][1]} (step {good[-1][0]}); resume it with --resume "
+                 f"after lowering the learning rate (--set lr=...) or with --amp none"
+                 if good else "no checkpoint was written before it")
+        shown = {k: float(v) for k, v in first_bad_terms.items()}
+        if info.is_main:
+            _update_run_json(run_dir, status="diverged", step=bad_step)
+        what = float(first_bad_loss) if int(first_bad_step) else "nan/inf (in another process)"
+        late = f", noticed at step {at_step}" if at_step != bad_step else ""
+        raise TrainingDiverged(f"{name} x{scale}: the loss became {what} at step {bad_step} (terms {shown}{late}); "
+                               f"training stopped, nothing was saved for this step or after it; {where}")
+
+    def one_step() -> tuple[torch.Tensor, Mapping[str, Any], float]:
+        """One optimiser step over ``grad_accum`` micro-batches: (mean loss, the last micro-batch's terms,
+        lr used).  No host synchronisation except the GradScaler's own (fp16)."""
+        nonlocal model, first_bad_step, first_bad_loss, skips
+        model = wrapper.get(step)
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = zero.clone()
+        step_bad = torch.zeros((), dtype=torch.bool, device=dev)
+        terms: Mapping[str, Any] = {}
+        for k in range(accum):
+            batch = to_train_batch(next(batches), scale, dev, mem_format)
+            last = k == accum - 1
+            sync = wrapper.ddp.no_sync() if (not last and wrapper.ddp is not None) else contextlib.nullcontext()
+            ac = torch.autocast(device_type=dev.type, dtype=amp_dtype) if amp_dtype is not None \
+                else contextlib.nullcontext()
+            with sync:
+                with ac:
+                    loss, terms = method.training_loss(model, batch, cfg)
+                loss_d = loss.detach().float()
+                step_loss = step_loss + (loss_d / accum if accum > 1 else loss_d)
+                step_bad = step_bad | ~torch.isfinite(loss_d)
+                scaler.scale(loss / accum if accum > 1 else loss).backward()
+        if not fp16:  # remember the first non-finite step on the device
+            newly = step_bad & (first_bad_step == 0)
+            first_bad_step = torch.where(newly, torch.full_like(first_bad_step, step + 1), first_bad_step)
+            first_bad_loss = torch.where(newly, step_loss, first_bad_loss)
+            for t, v in (terms or {}).items():
+                tv = torch.as_tensor(v, dtype=torch.float32, device=dev).detach().reshape(())
+                first_bad_terms[t] = torch.where(newly, tv, first_bad_terms.get(t, torch.full_like(tv, float("nan"))))
+        lr_used = float(optimizer.param_groups[0]["lr"])
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(bare.parameters(), float(grad_clip))
+        scale_before = scaler.get_scale() if fp16 else 0.0
+        scaler.step(optimizer)
+        scaler.update()
+        if fp16 and scaler.get_scale() < scale_before:  # skipped: the schedule and the EMA do not advance
+            skips += 1
+            if skips >= max_skips:
+                if info.is_main:
+                    _update_run_json(run_dir, status="diverged", step=step + 1)
+                raise TrainingDiverged(
+                    f"{name} x{scale}: fp16: {skips} consecutive steps up to step {step + 1} had non-finite losses "
+                    f"or gradients (GradScaler scale now {scaler.get_scale():g}); training stopped; resume the last "
+                    f"checkpoint with --resume --amp bf16 (or --amp none), or lower the learning rate (--set lr=...)")
+        else:
+            skips = 0
+            if scheduler is not None:
+                scheduler.step()
+            if ema is not None:
+                ema.update(bare)
+        return step_loss, terms, lr_used
+
+    model = wrapper.get(step)
     model.train()
     try:
         while step < total:
             sampler.set_position(epoch_pos[0], epoch_pos[1] * per_rank)
-            loader = make_loader(trainset, sampler, per_rank, int(cfg.get("num_workers") or 0), seed + epoch_pos[0],
-                                 pin_memory=dev.type == "cuda")
-            for raw in loader:
-                batch = to_train_batch(raw, scale, dev)
-                ctx = torch.autocast(device_type=dev.type, dtype=amp_dtype) if amp_dtype is not None \
-                    else contextlib.nullcontext()
-                with ctx:
-                    loss, terms = method.training_loss(model, batch, cfg)
-                bad = not bool(torch.isfinite(loss.detach()).all())
-                if ddp.any_true(bad, info):
-                    good = ck.step_cards(run_dir)
-                    where = (f"the last good checkpoint is {good[-1][1]} (step {good[-1][0]}); resume it with --resume "
-                             f"after lowering the learning rate (--set lr=...) or with --amp none"
-                             if good else "no checkpoint was written before it")
-                    shown = {k: float(v) for k, v in (terms or {}).items()}
-                    if info.is_main:
-                        _update_run_json(run_dir, status="diverged", step=step)
-                    raise TrainingDiverged(f"{name} x{scale}: the loss became {float(loss.detach().float())} at step "
-                                           f"{step + 1} (terms {shown}); training stopped, nothing was saved for "
-                                           f"this step; {where}")
-                lr_used = float(optimizer.param_groups[0]["lr"])
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
-                scaler.step(optimizer)
-                scaler.update()
-                if scheduler is not None:
-                    scheduler.step()
+            batches = iter(loader)
+            for _ in range(min(spe - epoch_pos[1], total - step)):
+                step_loss, terms, lr_used = one_step()
                 step += 1
                 epoch_of_step = epoch_pos[0]
                 epoch_pos[1] += 1
                 if epoch_pos[1] >= spe:
                     epoch_pos = [epoch_pos[0] + 1, 0]
                 imgs += gbatch
-                lval = float(ddp.all_mean(loss.detach().float(), info)) if (step % log_every == 0 or step == total) \
-                    else float(loss.detach().float())
-                acc_loss += float(loss.detach().float())
+                acc_loss = acc_loss + step_loss
                 acc_n += 1
-                if step % log_every == 0 or step == total:
+                do_val = bool((val_every and step % val_every == 0) or step == total)
+                do_ckpt = bool((ckpt_every and step % ckpt_every == 0) or step == total)
+                do_log = step % log_every == 0 or step == total
+                if do_log or do_val or do_ckpt:
+                    check_finite(step)
+                if do_log:
+                    lval = float(ddp.all_mean(step_loss, info))
                     dt = max(time.perf_counter() - t0, 1e-9)
-                    row = {"loss": lval, "loss_mean": acc_loss / max(acc_n, 1), "lr": lr_used,
+                    row = {"loss": lval, "loss_mean": float(acc_loss) / max(acc_n, 1), "lr": lr_used,
                            "img_per_s": imgs / dt, "epoch": epoch_of_step}
                     row.update({k: float(v) for k, v in (terms or {}).items()})
+                    if fp16:
+                        row["amp_scale"] = float(scaler.get_scale())
                     if logger is not None:
                         logger.log_train(step, row)
                     if bar is not None:
                         bar.set_postfix(loss=f"{lval:.4g}", img_s=f"{imgs / dt:.1f}")
-                    acc_loss, acc_n, t0, imgs = 0.0, 0, time.perf_counter(), 0
+                    acc_loss, acc_n, t0, imgs = zero.clone(), 0, time.perf_counter(), 0
                 if bar is not None:
                     bar.update(1)
-                do_val = (val_every and step % val_every == 0) or step == total
                 if do_val:
                     vm: dict[str, float] = {}
                     if validator is not None and validator.enabled:
-                        vm = validator.run(bare)
+                        vm = validator.run(scored)
                         if logger is not None:
                             logger.log_val(step, vm)
                         key = validator.best_metric
@@ -507,19 +786,18 @@ def _train(method: Any, scale: int, dataset: Any, cfg: dict[str, Any], info: ddp
                             card = ck.make_card(method=name, scale=scale, step=step, kind="best", weights_file="",
                                                 sha256="", config=cfg, config_sha256=chash, dataset=fingerprint,
                                                 protocol=protocol_card, val_metrics=vm)
-                            ck.write_best(run_dir, bare, card)
+                            ck.write_best(run_dir, scored, card)
                     last_val = ddp.broadcast_object(vm, info)
                     best = ddp.broadcast_object(best, info)
                     ddp.barrier(info)
-                if (ckpt_every and step % ckpt_every == 0) or step == total:
+                if do_ckpt:
                     last_card = save(step, last_val if do_val else {})
-                if step >= total:
-                    break
     finally:
         if bar is not None:
             bar.close()
         if logger is not None:
             logger.close()
     if info.is_main:
-        _update_run_json(run_dir, status="finished", step=step, best=best, val_metrics=last_val)
+        extra = {"ddp_find_unused_parameters": wrapper.history} if wrapper.history else {}
+        _update_run_json(run_dir, status="finished", step=step, best=best, val_metrics=last_val, **extra)
     return TrainResult(run_dir=run_dir, step=step, last_card=last_card, best=best, val_metrics=last_val)

@@ -122,11 +122,20 @@ class PerceptualLoss(nn.Module):
         return sum(w * F.mse_loss(fs[l].float(), fh[l].float()) for l, w in zip(self.layers, self.weights))
 
 
+def full_precision(t: torch.Tensor) -> torch.autocast:
+    """A context in which autocast is off on ``t``'s device: operations run in the inputs' dtype (float32).
+
+    Needed where a reduced type overflows: autocast would re-cast ``bmm`` to float16 (max 65504) even on
+    float32 inputs, and Gram entries of VGG features exceed that."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
 def gram(f: torch.Tensor) -> torch.Tensor:
-    """Gram matrix φφᵀ / (C·H·W) of features [B,C,H,W] -> [B,C,C] (computed in float32)."""
+    """Gram matrix φφᵀ / (C·H·W) of features [B,C,H,W] -> [B,C,C], in float32 with autocast off."""
     b, c, h, w = f.shape
-    x = f.float().reshape(b, c, h * w)
-    return torch.bmm(x, x.transpose(1, 2)) / (c * h * w)
+    with full_precision(f):
+        x = f.float().reshape(b, c, h * w)
+        return torch.bmm(x, x.transpose(1, 2)) / (c * h * w)
 
 
 def style_from_features(fs: Iterable[torch.Tensor], fh: Iterable[torch.Tensor],
@@ -137,8 +146,9 @@ def style_from_features(fs: Iterable[torch.Tensor], fh: Iterable[torch.Tensor],
         raise ValueError(f"style reduction must be 'sum' or 'mean', not {reduction!r}")
     total = None
     for a, b in zip(fs, fh):
-        sq = (gram(a) - gram(b)) ** 2
-        d = (sq.sum(dim=(1, 2)) if reduction == "sum" else sq.mean(dim=(1, 2))).mean()
+        with full_precision(a):
+            sq = (gram(a) - gram(b)) ** 2
+            d = (sq.sum(dim=(1, 2)) if reduction == "sum" else sq.mean(dim=(1, 2))).mean()
         total = d if total is None else total + d
     assert total is not None
     return total
@@ -155,10 +165,11 @@ class StyleLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        fs = self.features(sr)
-        with torch.no_grad():
-            fh = self.features(hr)
-        return style_from_features([fs[l] for l in self.layers], [fh[l] for l in self.layers], self.reduction)
+        with full_precision(sr):  # features and Grams in float32 even under fp16/bf16 autocast
+            fs = self.features(sr.float())
+            with torch.no_grad():
+                fh = self.features(hr.float())
+            return style_from_features([fs[l] for l in self.layers], [fh[l] for l in self.layers], self.reduction)
 
 
 # ------------------------------------------------------------------------------------------------

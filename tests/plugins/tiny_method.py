@@ -2,7 +2,8 @@
 
 ``TinySR``: upsampled input + a 3-conv residual network with a Dropout2d (so exact resume must restore the
 RNG), L1 loss.  Test-only knobs in ``tiny.yaml``: ``step_sleep`` (seconds slept per step, so a test can kill
-the process mid-run) and ``nan_at_step`` (the loss becomes NaN from that call on, to test divergence).
+the process mid-run), ``nan_at_step`` (the loss becomes NaN from that call on, to test divergence) and
+``nan_steps`` (the calls whose loss is NaN, only those).
 """
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ class TinySR(TrainableMethod):
         loss = l1(sr, batch.hr)
         if config.get("nan_at_step") and self.calls >= int(config["nan_at_step"]):
             loss = loss * float("nan")
-        return loss, {"l1": float(loss.detach())}
+        if self.calls in (config.get("nan_steps") or []):
+            loss = loss * float("nan")
+        return loss, {"l1": loss.detach()}
 
     def forward_sr(self, model: Any, batch: Batch) -> Any:
         return model(batch.upsampled)
@@ -105,3 +108,43 @@ class TinyAnySR(TinySR):
 
     name = "tiny-any-test"
     any_scale = True
+
+
+class TinyBNNet(nn.Module):
+    """conv (no bias: BatchNorm cancels it, and its rounding-noise gradient would be all it learns) ->
+    BatchNorm2d -> ReLU -> conv, residual (a BatchNorm model for the DDP equality tests)."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                                  nn.Conv2d(width, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class TinyBNSR(TinySR):
+    """TinySR with BatchNorm: under DDP its statistics must cover the global batch (sync_batchnorm)."""
+
+    name = "tiny-bn-test"
+
+    def build_model(self, scale: int, config: Mapping[str, Any]) -> nn.Module:
+        return TinyBNNet(int(config["width"]))
+
+
+class TinyPrepareSR(TinySR):
+    """TinySR with a ``prepare_sample`` hook: per-sample CPU work in the data workers, recorded in the batch."""
+
+    name = "tiny-prepare-test"
+
+    def prepare_sample(self, sample: Mapping[str, Any], rng: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        return {"hr_mean": np.float32(sample["hr"].mean()), "draw": np.float32(rng.random())}
+
+    def training_loss(self, model: Any, batch: TrainBatch, config: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+        self.seen = getattr(self, "seen", [])
+        self.seen.append({"hr_mean": batch.priors["hr_mean"].clone(), "draw": batch.priors["draw"].clone(),
+                          "batch_hr_mean": batch.hr.mean((1, 2, 3)) * 255.0, "contiguous": batch.hr.is_contiguous(),
+                          "channels_last": batch.hr.is_contiguous(memory_format=torch.channels_last)})
+        return super().training_loss(model, batch, config)
