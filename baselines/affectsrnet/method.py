@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from fsrbench.train import unwrap
 from fsrbench_baselines.common import BaselineMethod
 
 from .losses import colour_histogram_loss, l1, masked_node_l2, style_loss
@@ -142,7 +143,7 @@ class AffectSRNetMethod(BaselineMethod):
                                     str(cfg.get("landmark_units", "pixels")))
 
     def forward_sr(self, model: nn.Module, batch: Any) -> torch.Tensor:
-        bare = getattr(model, "module", model)
+        bare = unwrap(model)
         cfg = self._model_config(getattr(bare, "landmark_config", None) or {})
         lm, fb = self._landmarks(bare, batch.priors, str(cfg.get("landmark_prior", "landmarks478_lr")),
                                  batch.lr.shape[0], int(batch.hr_size), cfg)
@@ -150,9 +151,9 @@ class AffectSRNetMethod(BaselineMethod):
         return model(batch.lr, lm)
 
     # -- loss ------------------------------------------------------------------------------------
-    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         cfg = self._model_config(config)
-        bare = getattr(model, "module", model)  # DistributedDataParallel wraps the model under DDP
+        bare = unwrap(model)  # DistributedDataParallel wraps the model under DDP
         missing = getattr(bare, "esrgan_report", {}).get("missing")
         if missing:
             raise FileNotFoundError(f"esrgan_init: ESRGAN checkpoint {missing} not found (give a local "
@@ -160,12 +161,25 @@ class AffectSRNetMethod(BaselineMethod):
         hr = batch.hr
         b, frame = hr.shape[0], int(hr.shape[-1])
         lm, fb = self._landmarks(bare, batch.priors, str(cfg.get("landmark_prior", "landmarks478_lr")), b, frame, cfg)
-        sr, nodes = model(batch.lr, lm, return_nodes=True)
+        w_node = float(cfg.get("node_weight", 0.1))
+        key_hr = str(cfg.get("landmark_prior_hr", "landmarks478_hr"))
+        target = str(cfg.get("node_target", "shared"))
+        if target not in ("shared", "stopgrad"):
+            raise ValueError(f"node_target must be 'shared' or 'stopgrad', not {target!r}")
+        lm_hr = fb_hr = None
+        if w_node and lm is not None and key_hr in batch.priors:
+            lm_hr, fb_hr = normalized_landmarks(batch.priors, key_hr, b, frame, hr.device, "mean_shape",
+                                                str(cfg.get("landmark_units", "pixels")))
+        # the HR-landmark graph: with gradient through the one GCN ("shared", default) or as a stop-gradient
+        # target (METHODS.md §7.6 CHOICE; diverges in practice, see the config); computed by the same forward
+        out = model(batch.lr, lm, return_nodes=True, ref_landmarks=lm_hr, ref_grad=target == "shared")
+        sr, nodes = out[0], out[1]
+        z_hr = out[2] if lm_hr is not None else None
         log: dict[str, float] = {}
         w_pix = float(cfg.get("pix_weight", 1.0))
         l_pix = l1(sr, hr)
         loss = w_pix * l_pix
-        log["l1"] = float(l_pix.detach())
+        log["l1"] = l_pix.detach()
         w_hist = float(cfg.get("hist_weight", 20.0))
         if w_hist:
             if str(cfg.get("hist", "rgb")) != "rgb":
@@ -173,34 +187,21 @@ class AffectSRNetMethod(BaselineMethod):
             sigma = cfg.get("hist_sigma")
             lh = colour_histogram_loss(sr, hr, int(cfg.get("hist_bins", 64)), None if sigma is None else float(sigma))
             loss = loss + w_hist * lh
-            log["hist"] = float(lh.detach())
+            log["hist"] = lh.detach()
         w_style = float(cfg.get("style_weight", 50.0))
         if w_style:
             ls = style_loss(sr, hr, tuple(cfg.get("style_layers", ("relu1_2", "relu2_2", "relu3_3", "relu4_3"))),
                             str(cfg.get("style_reduction", "mean")))
             loss = loss + w_style * ls
-            log["style"] = float(ls.detach())
-        w_node = float(cfg.get("node_weight", 0.1))
-        if w_node and nodes is not None:
-            key_hr = str(cfg.get("landmark_prior_hr", "landmarks478_hr"))
-            if key_hr in batch.priors:
-                lm_hr, fb_hr = normalized_landmarks(batch.priors, key_hr, b, frame, sr.device, "mean_shape",
-                                                    str(cfg.get("landmark_units", "pixels")))
-                target = str(cfg.get("node_target", "shared"))
-                if target not in ("shared", "stopgrad"):
-                    raise ValueError(f"node_target must be 'shared' or 'stopgrad', not {target!r}")
-                if target == "stopgrad":  # METHODS.md §7.6 CHOICE; diverges in practice (see the config)
-                    with torch.no_grad():
-                        z_hr = bare.node_embeddings(lm_hr)
-                else:  # gradient through both graphs of the one GCN
-                    z_hr = bare.node_embeddings(lm_hr)
-                ln = masked_node_l2(nodes, z_hr, ~fb_hr & ~fb, str(cfg.get("node_reduction", "sum")),
-                                    detach_ref=target == "stopgrad")
-                loss = loss + w_node * ln
-                log["node_l2"] = float(ln.detach())
+            log["style"] = ls.detach()
+        if w_node and nodes is not None and z_hr is not None:
+            ln = masked_node_l2(nodes, z_hr, ~fb_hr & ~fb, str(cfg.get("node_reduction", "sum")),
+                                detach_ref=target == "stopgrad")
+            loss = loss + w_node * ln
+            log["node_l2"] = ln.detach()
         if fb is not None:
-            log["landmark_fallback"] = float(fb.float().mean())
-        log["total"] = float(loss.detach())
+            log["landmark_fallback"] = fb.float().mean()
+        log["total"] = loss.detach()
         return loss, log
 
     def info(self) -> dict[str, Any]:

@@ -231,7 +231,10 @@ class AffectSRNet(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, lr: torch.Tensor, landmarks: torch.Tensor | None = None,
-                return_nodes: bool = False) -> Any:
+                return_nodes: bool = False, ref_landmarks: torch.Tensor | None = None, ref_grad: bool = True) -> Any:
+        """SR (and, with ``return_nodes``, the node embeddings of ``landmarks``).  ``ref_landmarks``: also the
+        node embeddings of these (the HR-landmark graph of the node loss; without gradient unless ``ref_grad``),
+        returned third — computed here so that the node loss, too, runs through a DDP wrapper's forward."""
         nodes = gmap = None
         if self.use_graph:
             if landmarks is None:
@@ -251,6 +254,9 @@ class AffectSRNet(nn.Module):
                 k += 1
         out = self.conv_last(self.lrelu(self.HRconv(fea)))
         out = out + F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        if ref_landmarks is not None:
+            with torch.set_grad_enabled(ref_grad and torch.is_grad_enabled()):
+                return out, nodes, self.node_embeddings(ref_landmarks)
         return (out, nodes) if return_nodes else out
 
 

@@ -3,7 +3,8 @@
 Inputs: a list of feature maps of the same H×W (here backbone features, 64 ch, and the graph map, 16 ch).
 Each modality is split into blocks of ``block_channel`` channels (zero-padded to a multiple), the blocks of
 a modality are summed and spatially averaged, the per-modality descriptors are summed, a joint layer
-(Linear c→c/r + BatchNorm1d + ReLU) squeezes them, one Linear per block gives its channel attention, and
+(Linear c→c/r + BatchNorm1d + ReLU; a batch of one image uses the running statistics, see
+:class:`BatchNorm1dAnyBatch`) squeezes them, one Linear per block gives its channel attention, and
 a softmax across all blocks (per channel index) normalises the attentions. Each block is multiplied by its
 attention; during training whole blocks are dropped with probability ``block_dropout`` (rescaled by
 1/(1−p)). :class:`MSAFFusion` then concatenates the re-weighted modalities and projects them back to the
@@ -17,6 +18,18 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class BatchNorm1dAnyBatch(nn.BatchNorm1d):
+    """BatchNorm1d that also trains on a batch of one image [CHOICE]: a single sample has no batch statistics
+    (PyTorch raises "Expected more than 1 value per channel"), so it is normalised with the running
+    statistics, as in evaluation, and they are not updated.  Larger batches: exactly BatchNorm1d.  The
+    state-dict keys are BatchNorm1d's, and under DDP the engine's SyncBatchNorm (global batch) replaces it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1 and x.dim() == 2 and self.running_mean is not None:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
 
 
 class MSAFBlock(nn.Module):
@@ -35,7 +48,7 @@ class MSAFBlock(nn.Module):
         self.block_dropout = float(block_dropout)
         self.lowest_atten = float(lowest_atten)
         reduced = self.block_channel // reduction
-        self.joint = nn.Sequential(nn.Linear(self.block_channel, reduced), nn.BatchNorm1d(reduced),
+        self.joint = nn.Sequential(nn.Linear(self.block_channel, reduced), BatchNorm1dAnyBatch(reduced),
                                    nn.ReLU(inplace=True))
         self.block_att = nn.ModuleList(nn.Linear(reduced, self.block_channel) for _ in range(sum(self.num_blocks)))
 

@@ -26,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsrbench.train import unwrap
 from fsrbench.weights import load_partial
 from fsrbench_baselines.common import BaselineMethod, heatmaps_from_landmarks, require_prior
 
-from .model import DIC, DIC_MEAN, init_kaiming, init_recurrent_from_first_step
+from .model import DIC, DIC_MEAN, host_step, init_kaiming, init_recurrent_from_first_step
 
 
 def _mean(x: torch.Tensor) -> torch.Tensor:
@@ -65,19 +66,21 @@ class DICMethod(BaselineMethod):
                         init_kaiming(child, float(config.get("init_scale", 1.0)))
         return model
 
-    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        core = getattr(model, "module", model)  # DDP-wrapped or plain
-        if config.get("init_from") and int(core.train_step) == 0:
+    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        core = unwrap(model)  # DDP-wrapped or plain
+        if config.get("init_from") and host_step(core) == 0:
             # a later stage starts from an earlier stage's weights (train_step included, so the phase
-            # counters continue); a resumed run has train_step > 0 and never re-reads the file
+            # counters continue; loading resets the host mirror of train_step); a resumed run has
+            # train_step > 0 and never re-reads the file
             recurrent_init = str(config.get("recurrent_init") or "none")
             if recurrent_init not in ("none", "first_step"):
                 raise ValueError(f"dic: recurrent_init must be 'none' or 'first_step', not {recurrent_init!r}")
             load_partial(core, str(config["init_from"]))
             if recurrent_init == "first_step":
                 init_recurrent_from_first_step(core)
-        step = int(core.train_step)
+        step = host_step(core)
         core.train_step += 1
+        core.host_train_step = step + 1
         pre = int(config.get("hg_pretrain_iterations", 0))
         freeze = int(config.get("hg_freeze_iterations", 0))
         lm = require_prior(batch, "landmarks68", self.name).to(batch.hr.device)
@@ -87,7 +90,7 @@ class DICMethod(BaselineMethod):
         w_hm = float(config.get("heatmap_weight", 0.1))
         if step < pre:  # phase 1: landmark estimator alone on HR images
             loss = F.mse_loss(model(hr, mode="landmarks"), gt)
-            return loss, {"phase": 0.0, "hg_mse": float(loss.detach())}
+            return loss, {"phase": 0.0, "hg_mse": loss.detach()}
         frozen = step < pre + freeze
         for p in core.hourglass.parameters():
             p.requires_grad_(not frozen)
@@ -95,9 +98,16 @@ class DICMethod(BaselineMethod):
         l1 = sum(F.l1_loss(sr, hr) for sr in srs)
         mse = sum(F.mse_loss(h, gt) for h in heats)
         loss = l1 + w_hm * mse
-        logs = {"phase": 1.0 if frozen else 2.0, "l1": float(l1.detach()), "heatmap_mse": float(mse.detach()),
-                "l1_last": float(F.l1_loss(srs[-1], hr).detach())}
+        logs = {"phase": 1.0 if frozen else 2.0, "l1": l1.detach(), "heatmap_mse": mse.detach(),
+                "l1_last": F.l1_loss(srs[-1], hr).detach()}
         return loss, logs
+
+    def ddp_find_unused_parameters(self, model: nn.Module, config: Mapping[str, Any]) -> bool:
+        """Engine hook: under DDP, parameters without a gradient exist only in the hourglass pre-training (the
+        SR branch is unused) and the frozen-hourglass phase; afterwards DDP runs without the per-step search."""
+        pre = int(config.get("hg_pretrain_iterations", 0))
+        freeze = int(config.get("hg_freeze_iterations", 0))
+        return host_step(unwrap(model)) < pre + freeze
 
     def forward_sr(self, model: nn.Module, batch: Any) -> torch.Tensor:
         srs, _ = model(batch.lr - _mean(batch.lr))

@@ -45,6 +45,8 @@ class DIC(nn.Module):
         self.reconstruct = nn.Sequential(deconv_prelu(nf, nf, 8, 4, 2), nn.Conv2d(nf, 3, 3, padding=1))
         self.hourglass = FeedbackHourglass(hg_features, keypoints, hg_depth)
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
+        self.host_train_step: int | None = None  # train_step mirrored on the host (see host_step)
+        self.register_load_state_dict_post_hook(_forget_host_step)
 
     def forward(self, x: torch.Tensor, mode: str = "sr") -> Any:
         if mode == "landmarks":
@@ -107,3 +109,15 @@ def init_recurrent_from_first_step(model: DIC) -> None:
     for block in model.fusion.res:
         block.body[-1].weight.zero_()
         block.body[-1].bias.zero_()
+
+
+def _forget_host_step(module: nn.Module, incompatible: Any) -> None:
+    module.host_train_step = None  # new weights, new counter: read the buffer again
+
+
+def host_step(model: DIC) -> int:
+    """DIC's step counter (the ``train_step`` buffer, saved with checkpoints so phases survive a resume),
+    read from the device once after the weights are set and then mirrored on the host — no per-step sync."""
+    if model.host_train_step is None:
+        model.host_train_step = int(model.train_step)
+    return model.host_train_step

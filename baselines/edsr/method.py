@@ -41,11 +41,11 @@ class EDSRMethod(BaselineMethod):
         return EDSR(scale, int(spec["blocks"]), int(spec["features"]), float(spec["res_scale"]),
                     float(config.get("rgb_range", 255.0)))
 
-    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         rng = float(config.get("rgb_range", 255.0))
-        sr = model.forward_range(batch.lr * rng)
+        sr = model(batch.lr * rng, in_rgb_range=True)
         loss = F.l1_loss(sr, batch.hr * rng)
-        return loss, {"l1": float(loss.detach())}
+        return loss, {"l1": loss.detach()}
 
     def forward_sr(self, model: nn.Module, batch: Any) -> torch.Tensor:
         return model(batch.lr)

@@ -61,5 +61,9 @@ class EDSR(nn.Module):
         x = self.body(x) + x
         return self.add_mean(self.tail(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, in_rgb_range: bool = False) -> torch.Tensor:
+        """x in [0,1] → SR in [0,1]; ``in_rgb_range=True``: x and SR in [0, rgb_range] (:meth:`forward_range`,
+        reachable through a DistributedDataParallel wrapper, which only forwards ``forward``)."""
+        if in_rgb_range:
+            return self.forward_range(x)
         return self.forward_range(x * self.rgb_range) / self.rgb_range

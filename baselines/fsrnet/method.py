@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsrbench.train import unwrap
 from fsrbench_baselines.common import (BaselineMethod, heatmaps_from_landmarks, init_normal, parsing_onehot,
                                       require_prior)
 
@@ -50,8 +51,8 @@ class FSRNetMethod(BaselineMethod):
             init_normal(model, float(std))
         return model
 
-    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        tanh = model.output_tanh
+    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        tanh = unwrap(model).output_tanh
         x = batch.upsampled * 2 - 1 if tanh else batch.upsampled
         hr = batch.hr * 2 - 1 if tanh else batch.hr
         y_c, heat, pars, out = model(x)
@@ -66,11 +67,11 @@ class FSRNetMethod(BaselineMethod):
         l_pars = F.mse_loss(pars, gt_pars)
         lam = float(config.get("prior_weight", 1.0))
         loss = float(config.get("coarse_weight", 1.0)) * l_coarse + l_fine + lam * (l_heat + l_pars)
-        return loss, {"coarse_mse": float(l_coarse.detach()), "fine_mse": float(l_fine.detach()),
-                      "heatmap_mse": float(l_heat.detach()), "parsing_mse": float(l_pars.detach())}
+        return loss, {"coarse_mse": l_coarse.detach(), "fine_mse": l_fine.detach(),
+                      "heatmap_mse": l_heat.detach(), "parsing_mse": l_pars.detach()}
 
     def forward_sr(self, model: nn.Module, batch: Any) -> torch.Tensor:
-        tanh = model.output_tanh
+        tanh = unwrap(model).output_tanh
         x = batch.upsampled * 2 - 1 if tanh else batch.upsampled
         out = model(x)[3]
         return (out + 1) / 2 if tanh else out

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsrbench.train import unwrap
 from fsrbench.weights import load_partial, read_state_dict  # noqa: F401 - moved there; old import path
 from fsrbench_baselines.common import BaselineMethod, heatmaps_from_landmarks, require_prior
 from fsrbench_baselines.mpenet.discriminator import SRGANDiscriminator
@@ -52,11 +53,15 @@ def ensure_init(model: nn.Module, path: Any, **kwargs: Any) -> bool:
     config): the model's persistent ``init_done`` buffer records the load, so a resumed run (whose
     checkpoint has ``init_done = 1``) and evaluation never re-read ``path``.  Returns True if loaded now.
     """
-    m = getattr(model, "module", model)
-    if not path or bool(m.init_done):
+    m = unwrap(model)
+    if not path or getattr(m, "init_known_done", False):
+        return False
+    if bool(m.init_done):  # one host sync per run: the flag never goes back to 0
+        m.init_known_done = True
         return False
     load_partial(m, path, **kwargs)
     m.init_done.fill_(1)
+    m.init_known_done = True
     return True
 
 
@@ -80,7 +85,7 @@ class MPENetMethod(BaselineMethod):
 
     @staticmethod
     def generator(model: nn.Module) -> MPENet:
-        m = getattr(model, "module", model)
+        m = unwrap(model)
         return m.generator
 
     # -- targets ---------------------------------------------------------------------------------
@@ -107,7 +112,7 @@ class MPENetMethod(BaselineMethod):
             if rates.numel() != y.shape[1]:
                 raise ValueError(f"au_rates has {rates.numel()} entries for {y.shape[1]} AUs")
         else:  # running occurrence rates over the training batches seen so far
-            tracker = getattr(model, "module", model).au_rates
+            tracker = unwrap(model).au_rates
             tracker.update(y)
             rates = tracker.rates().to(y.device)
         return occurrence_weights(rates, float(config.get("au_rate_floor", 1e-3)))
@@ -126,16 +131,16 @@ class MPENetMethod(BaselineMethod):
 
     # -- losses ----------------------------------------------------------------------------------
     def base_terms(self, model: nn.Module, batch: Any, config: Mapping[str, Any],
-                   out: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+                   out: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         gen = self.generator(model)
         hr = batch.hr
         rec_fn = F.l1_loss if str(config.get("rec_loss", "mse")) == "l1" else F.mse_loss
         rec = [rec_fn(sr, hr) for sr in out["sr"]]
         l_rec = torch.stack(rec).mean()
         loss = float(config.get("w_rec", 1.0)) * l_rec
-        logs = {"rec": float(l_rec.detach())}
+        logs = {"rec": l_rec.detach()}
         for t, r in enumerate(rec, 1):
-            logs[f"rec_t{t}"] = float(r.detach())
+            logs[f"rec_t{t}"] = r.detach()
         if gen.landmark_branch and float(config.get("w_align", 0.1)) > 0:
             lm = require_prior(batch, "landmarks68", self.name).float()
             hm = out["heatmaps"].float()
@@ -147,16 +152,16 @@ class MPENetMethod(BaselineMethod):
             else:
                 l_align = hm.sum() * 0.0
             loss = loss + float(config.get("w_align", 0.1)) * l_align
-            logs["align"] = float(l_align.detach())
+            logs["align"] = l_align.detach()
         if gen.au_branch and float(config.get("w_au", 0.01)) > 0:
             y, valid = self.au_targets(batch, config)
             bce, dice = self.au_loss(out["au_logits"], y, valid, model, config)
             loss = loss + float(config.get("w_au", 0.01)) * (bce + dice)
-            logs["au_bce"], logs["au_dice"] = float(bce.detach()), float(dice.detach())
+            logs["au_bce"], logs["au_dice"] = bce.detach(), dice.detach()
         return loss, logs
 
     def training_loss(self, model: nn.Module, batch: Any,
-                      config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+                      config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         ensure_init(model, config.get("init_from"))
         stage = str(config.get("stage", "joint"))
         if stage == "au_pretrain":  # §8.5 CHOICE: AU classifier on HR crops first
@@ -166,12 +171,12 @@ class MPENetMethod(BaselineMethod):
             y, valid = self.au_targets(batch, config)
             bce, dice = self.au_loss(logits, y, valid, model, config)
             loss = bce + dice
-            return loss, {"loss": float(loss.detach()), "au_bce": float(bce.detach()), "au_dice": float(dice.detach())}
+            return loss, {"loss": loss.detach(), "au_bce": bce.detach(), "au_dice": dice.detach()}
         if stage != "joint":
             raise ValueError(f"stage={stage!r}: use joint or au_pretrain")
         out = model(batch.lr)
         loss, logs = self.base_terms(model, batch, config, out)
-        logs["loss"] = float(loss.detach())
+        logs["loss"] = loss.detach()
         return loss, logs
 
     # -- inference -------------------------------------------------------------------------------
@@ -230,7 +235,7 @@ class MPEGANMethod(MPENetMethod):
         return self._vgg
 
     def training_loss(self, model: nn.Module, batch: Any,
-                      config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+                      config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         if str(config.get("stage", "joint")) != "joint":
             return super().training_loss(model, batch, config)
         ensure_init(model, config.get("init_from"))
@@ -244,10 +249,10 @@ class MPEGANMethod(MPENetMethod):
             vgg = self.feature_net(sr3.device, int(config.get("perceptual_layer_index", 30)))
             l_per = F.mse_loss(vgg(imagenet_normalize(sr3.float())), vgg(imagenet_normalize(batch.hr.float())))
             loss = loss + w_per * l_per
-            logs["perceptual"] = float(l_per.detach())
+            logs["perceptual"] = l_per.detach()
         # non-saturating GAN (Goodfellow et al.): G minimises −log D(G(z)); D the usual BCE
         l_adv = F.softplus(-out["d_fake_for_g"].float()).mean()
         l_d = F.softplus(-out["d_real"].float()).mean() + F.softplus(out["d_fake"].float()).mean()
         loss = loss + float(config.get("w_adv", 0.001)) * l_adv + float(config.get("w_disc", 1.0)) * l_d
-        logs.update({"adv": float(l_adv.detach()), "disc": float(l_d.detach()), "loss": float(loss.detach())})
+        logs.update({"adv": l_adv.detach(), "disc": l_d.detach(), "loss": loss.detach()})
         return loss, logs

@@ -40,10 +40,10 @@ class SPARNetMethod(BaselineMethod):
         init_normal(model, float(config.get("init_std", 0.02)))
         return model
 
-    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         sr = model(batch.upsampled * 2 - 1)
         loss = float(config.get("pix_weight", 1.0)) * F.l1_loss(sr, batch.hr * 2 - 1)
-        return loss, {"l1": float(loss.detach())}
+        return loss, {"l1": loss.detach()}
 
     def forward_sr(self, model: nn.Module, batch: Any) -> torch.Tensor:
         return (model(batch.upsampled * 2 - 1) + 1) / 2

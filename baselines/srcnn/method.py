@@ -36,9 +36,9 @@ class SRCNNMethod(BaselineMethod):
         std = config.get("init_std", 1e-3)
         return SRCNN(int(config.get("mapping_kernel", 5)), init_std=None if std is None else float(std))
 
-    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         loss = F.mse_loss(model(batch.upsampled), batch.hr)
-        return loss, {"mse": float(loss.detach())}
+        return loss, {"mse": loss.detach()}
 
     def forward_sr(self, model: nn.Module, batch: Any) -> torch.Tensor:
         return model(batch.upsampled)

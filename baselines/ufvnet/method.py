@@ -13,10 +13,12 @@ Training (config key ``stage``; METHODS.md §10.3):
 * "2": the integrated model (anchor encoders + regressor from stage-1 weights via ``init_from``, new FE
   block + final decoder) with L1 + 0.1·CE.
 
-The degraded inputs of stages 1b/2 come from the HR batch at a rate drawn per image from
+The degraded inputs of stages 1b/2 come from the HR image at a rate drawn per image from
 ``train_rates`` (``rate_source: sample``, [CHOICE] §10.4) through fsrbench's one degradation path
 (``fsrbench.imageio.make_lr`` + ``upsample``, PIL bicubic on uint8), or from the engine's batch
-(``rate_source: batch``: r = lr side / hr side).  Config: ``configs/ufvnet.yaml``; docs/methods/ufvnet.md.
+(``rate_source: batch``: r = lr side / hr side).  Under the engine this CPU work runs in the data workers
+(:meth:`UFVNetMethod.prepare_sample`, the rate from the sample's own seeded stream); called directly,
+``training_loss`` degrades the batch itself.  Config: ``configs/ufvnet.yaml``; docs/methods/ufvnet.md.
 """
 from __future__ import annotations
 
@@ -27,24 +29,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsrbench.recipes import option
+from fsrbench.train import unwrap
+from fsrbench.train.data import u8_to_float
 from fsrbench.weights import load_partial
 from fsrbench_baselines.common import BaselineMethod
 from fsrbench_baselines.ufvnet.model import UFVNetModel
 from fsrbench_baselines.ufvnet.regressor import gt_weights, soft_cross_entropy
 
 MR8 = tuple(k / 16 for k in range(1, 9))
+#: prefix of the TrainBatch.priors entries :meth:`UFVNetMethod.prepare_sample` fills in the data workers
+PREPARED = "ufvnet_"
 
 
 def ensure_init_many(model: nn.Module, paths: Any) -> bool:
     """Load each file of ``paths`` (a path or a list) into the model once per run (see
     ``fsrbench_baselines.mpenet.method.ensure_init``): stage 2 takes the anchor encoders and the
     regressor from the stage-1 weights (only entries whose names exist in the stage-2 model are used)."""
-    m = getattr(model, "module", model)
-    if not paths or bool(m.init_done):
+    m = unwrap(model)
+    if not paths or getattr(m, "init_known_done", False):
+        return False
+    if bool(m.init_done):  # one host sync per run: the flag never goes back to 0
+        m.init_known_done = True
         return False
     for p in [paths] if isinstance(paths, (str, bytes)) or not isinstance(paths, Sequence) else paths:
         load_partial(m, p)
     m.init_done.fill_(1)
+    m.init_known_done = True
     return True
 
 
@@ -91,6 +102,28 @@ class UFVNetMethod(BaselineMethod):
                            init_std=float(config.get("init_std", 0.02)))
 
     # -- data ----------------------------------------------------------------------------------
+    def prepare_sample(self, sample: Mapping[str, Any], rng: np.random.Generator,
+                       config: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Engine hook, run in the data workers: the degraded inputs of this sample (uint8, upsampled back to
+        the HR side through fsrbench's one degradation path) — the anchor-rate inputs of stages 1a/1 and, with
+        ``rate_source: sample``, the input at a rate drawn from ``train_rates`` (stages 1b/1/2), drawn from the
+        sample's own random stream."""
+        from fsrbench.imageio import make_lr, upsample
+
+        stage = str(config.get("stage", "1a"))
+        hr = sample["hr"]
+        side = int(hr.shape[0])
+        out: dict[str, np.ndarray] = {}
+        if stage in ("1a", "1"):
+            for k, a in enumerate(self._anchors(config)):
+                out[f"{PREPARED}anchor{k}"] = upsample(make_lr(hr, size=int(round(a * side))), side)
+        if stage in ("1b", "1", "2") and str(config.get("rate_source", "sample")) != "batch":
+            rates = [float(r) for r in config.get("train_rates", MR8)]
+            size = int(round(rates[int(rng.integers(len(rates)))] * side))
+            out[f"{PREPARED}input"] = upsample(make_lr(hr, size=size), side)
+            out[f"{PREPARED}size"] = np.asarray(size, dtype=np.int64)
+        return out
+
     @staticmethod
     def batch_rate(batch: Any) -> torch.Tensor:
         """Down-sampling rate of the batch's LR (LR side / HR side) for every image."""
@@ -102,6 +135,9 @@ class UFVNetMethod(BaselineMethod):
         """(upsampled input [B,3,128,128], rates [B]) for stages 1b/2."""
         if str(config.get("rate_source", "sample")) == "batch":
             return batch.upsampled, self.batch_rate(batch)
+        if f"{PREPARED}input" in batch.priors:  # prepared by the data workers (prepare_sample)
+            x = u8_to_float(batch.priors[f"{PREPARED}input"], batch.hr.device, option(config, "memory_format"))
+            return x, batch.priors[f"{PREPARED}size"].to(batch.hr.device).float() / float(batch.hr.shape[-1])
         rates = [float(r) for r in config.get("train_rates", MR8)]
         hr_side = int(batch.hr.shape[-1])
         idx = torch.randint(len(rates), (batch.hr.shape[0],))  # global torch RNG: resumable
@@ -112,9 +148,9 @@ class UFVNetMethod(BaselineMethod):
 
     # -- losses --------------------------------------------------------------------------------
     def training_loss(self, model: nn.Module, batch: Any,
-                      config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+                      config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         ensure_init_many(model, config.get("init_from"))
-        m = getattr(model, "module", model)
+        m = unwrap(model)
         hr = batch.hr
         hr_pm = hr * 2.0 - 1.0
         logs: dict[str, float] = {}
@@ -123,7 +159,11 @@ class UFVNetMethod(BaselineMethod):
         w_ce = float(config.get("w_ce", 0.1))
         if stage in ("1a", "1b", "1"):
             anchor_inputs = None
-            if m.anchors is not None:
+            if m.anchors is not None and f"{PREPARED}anchor0" in batch.priors:  # prepared by the data workers
+                fmt = option(config, "memory_format")
+                anchor_inputs = [u8_to_float(batch.priors[f"{PREPARED}anchor{k}"], hr.device, fmt)
+                                 for k in range(len(m.anchor_rates))]
+            elif m.anchors is not None:
                 side = int(hr.shape[-1])
                 anchor_inputs = [degrade_batch(hr, [int(round(a * side))] * hr.shape[0]) for a in m.anchor_rates]
             x, r = (self.sample_inputs(batch, config) if m.regressor is not None else (hr, None))
@@ -131,22 +171,22 @@ class UFVNetMethod(BaselineMethod):
             for k, sr in enumerate(out.get("anchor_sr", [])):
                 l1 = F.l1_loss(sr * 2.0 - 1.0, hr_pm)
                 loss = loss + l1
-                logs[f"l1_anchor{k}"] = float(l1.detach())
+                logs[f"l1_anchor{k}"] = l1.detach()
             if "logits" in out:
                 ce = soft_cross_entropy(out["logits"].float(), gt_weights(r, m.anchor_rates).to(hr.device))
                 loss = loss + float(config.get("w_regressor", 1.0)) * ce
-                logs["ce"] = float(ce.detach())
+                logs["ce"] = ce.detach()
         else:
             x, r = self.sample_inputs(batch, config)
             out = model(x, mode="sr", rate=r)
             l1 = F.l1_loss(out["sr"] * 2.0 - 1.0, hr_pm)
             loss = loss + l1
-            logs["l1"] = float(l1.detach())
+            logs["l1"] = l1.detach()
             if out["logits"] is not None and w_ce > 0:
                 ce = soft_cross_entropy(out["logits"].float(), gt_weights(r, m.anchor_rates).to(hr.device))
                 loss = loss + w_ce * ce
-                logs["ce"] = float(ce.detach())
-        logs["loss"] = float(loss.detach())
+                logs["ce"] = ce.detach()
+        logs["loss"] = loss.detach()
         return loss, logs
 
     # -- inference -----------------------------------------------------------------------------

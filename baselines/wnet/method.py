@@ -26,6 +26,8 @@ from fsrbench_baselines.common import BaselineMethod, require_prior
 
 from .model import build_wnet
 
+#: the TrainBatch.priors entry :meth:`WNetMethod.prepare_sample` fills in the data workers
+PARSING_TARGET = "wnet_parsing_target"
 DEFAULT_REGIONS = {"eyes": [4, 5], "eyebrows": [2, 3], "nose": [6], "mouth": [7, 8, 9]}
 
 
@@ -61,7 +63,12 @@ def region_masks(labels: Any, regions: Mapping[str, Any], device: Any = "cpu") -
     lab = torch.as_tensor(labels, device=device).long()
     if lab.dim() == 4:
         lab = lab[:, 0]
-    masks = [torch.isin(lab, torch.tensor(list(v), device=device)).float().unsqueeze(1) for v in regions.values()]
+    masks = []
+    for labels_of_region in regions.values():  # comparisons with Python ints: no host-to-device copy per step
+        m = torch.zeros_like(lab, dtype=torch.bool)
+        for v in labels_of_region:
+            m |= lab == int(v)
+        masks.append(m.float().unsqueeze(1))
     return torch.stack(masks)
 
 
@@ -110,24 +117,38 @@ class WNetMethod(BaselineMethod):
         sr, _ = model(batch.upsampled)
         return sr
 
-    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def prepare_sample(self, sample: Mapping[str, Any], rng: Any, config: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Engine hook, run in the data workers: this sample's parsing target before replication to channels
+        (uint8 [H,W]; the same PIL down-up as :func:`parsing_target`), so the training step does no CPU work."""
+        labels = sample["priors"].get("parsing")
+        if labels is None:
+            return {}
+        skin = np.where(np.asarray(labels) == int(self._model_config(config).get("skin_label", 1)), 255, 0)
+        return {PARSING_TARGET: _down_up_u8(skin.astype(np.uint8), int(sample["scale"]))}
+
+    def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         cfg = self._model_config(config)
         labels = require_prior(batch, "parsing", self.name)
         hr = batch.hr
         sr, parsing = model(batch.upsampled)
-        target = parsing_target(labels, int(batch.scale), int(cfg.get("skin_label", 1)), parsing.shape[1], hr.device)
+        if PARSING_TARGET in batch.priors:  # prepared by the data workers
+            target = batch.priors[PARSING_TARGET].to(hr.device).float().div_(255.0).unsqueeze(1)
+            target = target.expand(-1, parsing.shape[1], -1, -1).contiguous()
+        else:
+            target = parsing_target(labels, int(batch.scale), int(cfg.get("skin_label", 1)), parsing.shape[1],
+                                    hr.device)
         log: dict[str, float] = {}
         l_mse = mse(sr, hr)
         l_par = parsing_mse(parsing, target)
         w_pix, w_par, w_key = (float(cfg.get(k, d)) for k, d in
                                (("pixel_weight", 1.0), ("parsing_weight", 1.0), ("key_weight", 0.5)))
         loss = w_pix * l_mse + w_par * l_par
-        log["mse"], log["parsing"] = float(l_mse.detach()), float(l_par.detach())
+        log["mse"], log["parsing"] = l_mse.detach(), l_par.detach()
         if w_key:
             masks = region_masks(labels, cfg.get("regions") or DEFAULT_REGIONS, hr.device)
             w_per = float(cfg.get("perceptual_weight", 1.0))
             k_mse, k_per = key_region_loss(sr, hr, masks, str(cfg.get("perceptual_layer", "relu2_2")), bool(w_per))
             loss = loss + w_key * (k_mse + w_per * k_per)
-            log["key_mse"], log["key_perceptual"] = float(k_mse.detach()), float(k_per.detach())
-        log["total"] = float(loss.detach())
+            log["key_mse"], log["key_perceptual"] = k_mse.detach(), k_per.detach()
+        log["total"] = loss.detach()
         return loss, log

@@ -287,6 +287,7 @@ def test_training_loss_logs_and_one_step_lowers_loss():
 
     opt = make_optimizer(model.parameters(), cfg)
     loss, logs = method.training_loss(model, batch, cfg)
+    logs = {k: float(v) for k, v in logs.items()}
     assert set(logs) >= {"rec", "rec_t1", "rec_t2", "rec_t3", "align", "au_bce", "au_dice", "loss"}
     assert logs["loss"] == pytest.approx(logs["rec"] + 0.1 * logs["align"] + 0.01 * (logs["au_bce"] + logs["au_dice"]),
                                          rel=1e-5)

@@ -201,6 +201,7 @@ def test_stage2_step_lowers_loss_and_inits_from_stage1(tmp_path):
     opt = make_optimizer(model.parameters(), cfg)
     batch = _batch(1)
     loss, logs = method.training_loss(model, batch, cfg)  # loads init_from first
+    logs = {k: float(v) for k, v in logs.items()}
     assert int(model.init_done) == 1
     assert torch.equal(model.regressor.fc.weight, fc.weight)
     assert set(logs) == {"l1", "ce", "loss"}

@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
     import torch.distributed as dist
 
     from fsrbench.registry import import_target, instantiate, methods
-    from fsrbench.train.config import resolve_config
+    from fsrbench.recipes import resolve_config
     from fsrbench.train.loop import train
 
     torch.set_num_threads(1)
