@@ -274,3 +274,23 @@ def test_regressor_fc_width_changes_only_the_hidden_fc_layers():
     assert small.net.classifier[6].weight.shape == (1000, 256)
     assert full.net.classifier[1].weight.shape == (4096, 9216)
     assert small(torch.rand(2, 3, 128, 128)).shape == (2, 3)
+
+
+def test_inputs_prepared_in_the_data_workers_equal_the_in_loss_degradation():
+    """prepare_sample (run per sample in the engine's data workers) makes exactly the anchor-rate and sampled-rate
+    inputs that training_loss makes from the batch when called without them."""
+    from fsrbench.imageio import to_tensor
+    from fsrbench.train.data import u8_to_float
+
+    m = UFVNetMethod()
+    hr = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    cfg = {"stage": "1", "anchors": [0.25, 0.5], "train_rates": [0.1875]}
+    out = m.prepare_sample({"hr": hr, "priors": {}, "scale": 8}, np.random.default_rng(0), cfg)
+    assert set(out) == {"ufvnet_anchor0", "ufvnet_anchor1", "ufvnet_input", "ufvnet_size"}
+    hr_t = to_tensor(hr)
+    for k, side in ((0, 32), (1, 64)):
+        assert torch.equal(u8_to_float(torch.from_numpy(out[f"ufvnet_anchor{k}"][None])), degrade_batch(hr_t, [side]))
+    assert int(out["ufvnet_size"]) == 24
+    assert torch.equal(u8_to_float(torch.from_numpy(out["ufvnet_input"][None])), degrade_batch(hr_t, [24]))
+    assert m.prepare_sample({"hr": hr, "priors": {}, "scale": 8}, np.random.default_rng(0), {"stage": "1a",
+                                                                                            "anchors": [0.5]}).keys() == {"ufvnet_anchor0"}
