@@ -21,9 +21,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Differentiable all-reduce (its backward all-reduces the gradients)."""
+    import warnings
+
     from torch.distributed.nn.functional import all_reduce
 
-    return all_reduce(t, op=dist.ReduceOp.SUM)
+    with warnings.catch_warnings():  # "deprecated" in favour of a private API without autograd support
+        warnings.simplefilter("ignore", FutureWarning)
+        return all_reduce(t, op=dist.ReduceOp.SUM)
 
 
 class GlobalBatchNorm(_BatchNorm):
@@ -49,7 +54,7 @@ class GlobalBatchNorm(_BatchNorm):
         c = x.shape[1]
         dims = [0] + list(range(2, x.dim()))
         shape = [1, c] + [1] * (x.dim() - 2)
-        xf = x.float()
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # at least float32 (autocast gives bf16/fp16)
         n_local = torch.full((1,), float(x.numel() // c), dtype=torch.float32, device=x.device)
         packed = _all_reduce_sum(torch.cat([xf.sum(dims), n_local]))
         total, n = packed[:c], packed[c:].detach()  # n >= number of processes >= 2
@@ -68,7 +73,7 @@ class GlobalBatchNorm(_BatchNorm):
                 self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
-            y = y * self.weight.float().view(shape) + self.bias.float().view(shape)
+            y = y * self.weight.to(y.dtype).view(shape) + self.bias.to(y.dtype).view(shape)
         return y.to(x.dtype)
 
 

@@ -1,7 +1,8 @@
 """Test driver: ``[torchrun ...] tests/plugins/ddp_train.py JOBS.json`` trains several runs in one launch.
 
 ``JOBS.json``: a list of ``{"out": DIR, "method": NAME or FILE.py:Class, "scale": S, "dataset": SPEC,
-"preset": "smoke", "sets": ["key=value", ...]}``.  Each job runs ``fsrbench.train.loop.train`` on CPU.  Under
+"preset": "smoke", "sets": ["key=value", ...]}`` (or ``{"kind": "global-batchnorm", "out": FILE}``: the float64
+check of tests/plugins/gbn_worker.py).  Each job runs ``fsrbench.train.loop.train`` on CPU.  Under
 torchrun the process group is created once here and shared by the jobs (the engine reuses an existing group),
 so a test pays for one launch, not one per run.
 """
@@ -25,6 +26,11 @@ def main(argv: list[str]) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         dist.init_process_group("gloo")
     for job in json.loads(open(argv[0]).read()):
+        if job.get("kind") == "global-batchnorm":  # tests/plugins/gbn_worker.py
+            from plugins.gbn_worker import run_shard
+
+            run_shard(job["out"])
+            continue
         name = job["method"]
         method = import_target(name)() if ":" in name else instantiate(methods.get(name))
         cfg = resolve_config(method, job.get("preset", "smoke"), None, job.get("sets", []))
