@@ -544,9 +544,8 @@ def _train(method: Any, scale: int, data: _Data, cfg: dict[str, Any], info: ddp.
                 int(old_cfg["steps"]) if old_cfg.get("steps") is not None else int(old_cfg.get("epochs") or 0) * spe)
             mult = scheduler.lr_lambdas[0] if custom is None and scheduler is not None else None
             if isinstance(mult, _Multiplier):
-                segs = (state.get("schedule") or {}).get("segments")
-                if segs:
-                    mult.segments = [list(x) for x in segs]
+                segs = (state.get("schedule") or {}).get("segments")  # absent in checkpoints of older code
+                mult.segments = [list(x) for x in segs] if segs else [[0, 1.0, old_total]]
                 mult.total = old_total
                 mult.retime(int(scheduler.last_epoch), total)
                 for g, base in zip(optimizer.param_groups, scheduler.base_lrs):

@@ -99,13 +99,18 @@ def test_lr_warmup_is_logged(images, tmp_path):
     assert _col(tmp_path / "w", "lr") == pytest.approx([0.001, 0.002, 0.002])
 
 
-def test_resume_with_more_steps_continues_the_cosine(images, tmp_path):
+@pytest.mark.parametrize("older_checkpoint", [False, True])
+def test_resume_with_more_steps_continues_the_cosine(images, tmp_path, older_checkpoint):
     out = tmp_path / "cos"
     sets = ["steps=8", "val_every=0", "ckpt_every=4", "keep_last=5", "lr_schedule=cosine", "lr_min=0.0", "lr=0.001"]
     _train(images, out, sets)
     first = _col(out, "lr")
     for f in out.glob("step_00000008.*"):  # as if the run had stopped after step 4
         f.unlink()
+    if older_checkpoint:  # written before the schedule was stored: its length comes from the card's config
+        state = torch.load(out / "step_00000004.state.pt", weights_only=True)
+        del state["schedule"]
+        torch.save(state, out / "step_00000004.state.pt")
     _train(images, out, [s.replace("steps=8", "steps=12") for s in sets], resume=True)
     lrs = _col(out, "lr")
     assert len(lrs) == 12 and lrs[:5] == pytest.approx(first[:5])  # step 5 uses the lr the 8-step run used
