@@ -14,7 +14,7 @@ What lives here (names are stable; other methods import them):
 * ``BaselineMethod`` – a :class:`fsrbench.api.TrainableMethod` whose ``info()`` reports its recipe file and
   parameter count; ``init_normal`` – SPARNet/pix2pix-style initialisation.
 
-Recipes (the YAML presets) are read by :mod:`fsrbench.train.config` and optimisers/schedules are built by
+Recipes (the YAML presets) are read by :mod:`fsrbench.recipes` and optimisers/schedules are built by
 :mod:`fsrbench.train.loop`; nothing here duplicates them.
 
 Everything expects float32 NCHW tensors; nothing here downloads anything.

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: deterministic methods whose 2-process weights are compared with one process's: max |dw| allowed (CPU, GPU).
 #: SPARNet-Light's BatchNorm layers at the hourglass bottoms see 1x1 maps (4 values per channel in a batch of 4),
 #: which amplifies float32 rounding (measured 4e-4 after 2 steps, vs 6e-3 without sync_batchnorm); the
-#: global-batch statistics themselves are exact (tests/test_train_ddp.py, float64). GPU kernels are not
+#: global-batch statistics themselves are exact (tests/train/test_train_ddp.py, float64). GPU kernels are not
 #: bit-deterministic.
 EQUALITY = {"srcnn": (1e-5, 1e-3), "sparnet-light": (2e-3, 5e-3)}
 
@@ -116,7 +116,7 @@ def _one(name: str, mode: str, args: argparse.Namespace, data: Path, out: Path, 
     import torch
 
     from fsrbench.registry import instantiate, methods
-    from fsrbench.train.config import resolve_config
+    from fsrbench.recipes import resolve_config
     from fsrbench.train.logs import read_csv
     from fsrbench.train.loop import train
 
@@ -211,7 +211,7 @@ def _ddp_worker(spec: str) -> int:
     import torch.distributed as dist
 
     from fsrbench.registry import instantiate, methods
-    from fsrbench.train.config import resolve_config
+    from fsrbench.recipes import resolve_config
     from fsrbench.train.loop import train
 
     jobs = json.loads(Path(spec).read_text())

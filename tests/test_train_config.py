@@ -113,7 +113,7 @@ def test_engine_options_leave_existing_recipes_unchanged(tiny, tmp_path):
     """Keys added after reference weights were trained (ENGINE_OPTIONS) are absent from a resolved config
     unless set to something other than their default — so every existing recipe keeps its hash, and a card
     written before a key existed compares equal to a config with that key at its default."""
-    from fsrbench.train.config import ENGINE_OPTIONS, option
+    from fsrbench.recipes import ENGINE_OPTIONS, option
     from fsrbench.train.loop import _config_diff
 
     base = resolve_config(tiny, "default")

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from fsrbench.errors import TrainingDiverged
+from fsrbench.recipes import ConfigError, config_hash, dump_yaml, option, with_options
 from fsrbench.train import checkpoints as ck
 from fsrbench.train import ddp
-from fsrbench.train.config import ConfigError, config_hash, dump_yaml, option, with_options
 from fsrbench.train.data import (ResumableSampler, TrainSet, ValSet, make_loader, open_dataset, prior_tables,
                                  split_holdout, steps_per_epoch, to_eval_batch, to_train_batch)
 from fsrbench.train.ema import EMA

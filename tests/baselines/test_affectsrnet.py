@@ -13,7 +13,7 @@ from fsrbench.api import Batch, TrainBatch, Unavailable
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 
-from fsrbench.train.config import method_config_path, method_presets
+from fsrbench.recipes import method_config_path, method_presets
 from fsrbench_baselines.affectsrnet.method import AffectSRNetMethod, AffectSRNetRRDBINMethod, AffectSRNetRRDBMethod  # noqa: E402
 from fsrbench_baselines.affectsrnet.method import mean_shape, normalized_landmarks  # noqa: E402
 from fsrbench_baselines.affectsrnet.model import (  # noqa: E402

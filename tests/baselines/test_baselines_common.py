@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from fsrbench.train.config import method_presets
+from fsrbench.recipes import method_presets
 from fsrbench.train.loop import make_optimizer, make_scheduler
 from fsrbench_baselines import common
 from fsrbench_baselines.dic.method import DICMethod

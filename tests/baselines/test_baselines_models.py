@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fsrbench.train.config import method_config_path, method_presets
+from fsrbench.recipes import method_config_path, method_presets
 from fsrbench_baselines.common import count_parameters
 from fsrbench_baselines.dic.method import DICMethod
 from fsrbench_baselines.dic.model import DIC

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from fsrbench.api import TrainBatch
-from fsrbench.train.config import method_presets
+from fsrbench.recipes import method_presets
 from fsrbench.train.loop import make_optimizer
 from fsrbench_baselines.dic.method import DICMethod
 from fsrbench_baselines.edsr.method import EDSRMethod
@@ -155,12 +155,12 @@ def test_dic_init_from_loads_an_earlier_stage_once(tmp_path):
     method = DICMethod()
     small = dict(features=16, hg_features=32, hg_pretrain_iterations=0, hg_freeze_iterations=0)
     torch.manual_seed(1)
-    stage0 = method.build_model(8, method.load_config("cpu-reference-init", **small))
+    stage0 = method.build_model(8, {**method_presets(method)["cpu-reference-init"], **small})
     stage0.train_step.fill_(7)
     path = tmp_path / "stage0.safetensors"
     save_file({k: v.contiguous() for k, v in stage0.state_dict().items()}, str(path))
 
-    cfg = method.load_config("cpu-reference", init_from=str(path), recurrent_init="none", **small)
+    cfg = {**method_presets(method)["cpu-reference"], "init_from": str(path), "recurrent_init": "none", **small}
     assert cfg["num_steps"] == 4
     torch.manual_seed(2)
     model = method.build_model(8, cfg)
@@ -198,7 +198,7 @@ def test_dic_recurrent_init_first_step_makes_every_step_reproduce_step_0():
         torch.testing.assert_close(srs[t], srs[0], rtol=0, atol=1e-5)
 
     method = DICMethod()
-    cfg = method.load_config("cpu-reference", init_from="x.safetensors", recurrent_init="sideways",
-                             features=8, hg_features=16, hg_pretrain_iterations=0, hg_freeze_iterations=0)
+    cfg = {**method_presets(method)["cpu-reference"], "init_from": "x.safetensors", "recurrent_init": "sideways",
+           "features": 8, "hg_features": 16, "hg_pretrain_iterations": 0, "hg_freeze_iterations": 0}
     with pytest.raises(ValueError, match="recurrent_init"):
         method.training_loss(method.build_model(8, cfg), make_batch(8, b=1), cfg)

@@ -28,7 +28,7 @@ def _count(m: torch.nn.Module) -> int:
 
 
 def _config(method: type, preset: str = "default", **over: object) -> dict:
-    from fsrbench.train.config import resolve_config
+    from fsrbench.recipes import resolve_config
 
     cfg = resolve_config(method(), preset)
     cfg.update(SMALL)
@@ -162,7 +162,7 @@ def test_parameter_counts_match_methods_md(aus, total, sr, resnet):
 def test_full_x8_shapes_and_three_outputs():
     torch.manual_seed(0)
     method = MPENetMethod()
-    from fsrbench.train.config import resolve_config
+    from fsrbench.recipes import resolve_config
 
     model = method.build_model(8, resolve_config(method, "default")).eval()
     lr = torch.rand(1, 3, 16, 16)
@@ -403,7 +403,7 @@ def test_mpegan_starts_from_mpenet_weights_once(tmp_path):
 
 
 def test_cpu_evidence_presets_keep_the_paper_network_and_losses():
-    from fsrbench.train.config import resolve_config
+    from fsrbench.recipes import resolve_config
 
     arch = ("features", "groups", "align_channels", "align_stacks", "w_rec", "w_align", "w_au")
     for method, presets in ((MPENetMethod, ("cpu-evidence", "cpu-evidence-x8")),

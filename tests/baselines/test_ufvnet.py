@@ -25,7 +25,7 @@ def _count(m: torch.nn.Module) -> int:
 
 
 def _config(preset: str = "default", **over: object) -> dict:
-    from fsrbench.train.config import resolve_config
+    from fsrbench.recipes import resolve_config
 
     cfg = resolve_config(UFVNetMethod(), preset)
     cfg.update(over)

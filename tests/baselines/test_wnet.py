@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from fsrbench.api import Batch, TrainBatch, Unavailable
-from fsrbench.train.config import method_presets
+from fsrbench.recipes import method_presets
 from fsrbench_baselines.wnet.method import WNetMethod
 from fsrbench_baselines.wnet.lpf import LPF
 from fsrbench_baselines.wnet.method import parsing_target, region_masks

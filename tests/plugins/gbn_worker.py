@@ -1,4 +1,4 @@
-"""tests/test_train_ddp.py::test_global_batchnorm_is_exact_in_float64: a float64 BatchNorm model, one step."""
+"""tests/train/test_train_ddp.py::test_global_batchnorm_is_exact_in_float64: a float64 BatchNorm model, one step."""
 from __future__ import annotations
 
 import torch

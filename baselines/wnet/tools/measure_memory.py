@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch.nn.functional as F
 
     from fsrbench.api import TrainBatch
-    from fsrbench.train.config import method_presets
+    from fsrbench.recipes import method_presets
     from fsrbench_baselines.wnet.method import WNetMethod
 
     torch.set_num_threads(args.threads)

@@ -3,9 +3,12 @@
 * Every method entry point of the fsrbench distribution has the form
   ``fsrbench_baselines.<package>.method:<Name>Method``; a trainable method's package also has ``model.py`` and
   its recipe under ``<package>/configs/``.
-* Every preset that existed when reference weights were first trained resolves to the same config as then:
+* Every preset that existed when reference weights were first trained, and every preset added since (DIC's
+  cpu-reference-init / cpu-reference, FSRNet's cpu-reference), resolves to the same config as then:
   ``tests/data/preset_config_hashes.json`` pins ``config_hash(resolve_config(method, preset))`` (weight cards
   store resolved configs and their hashes; a recipe change must be a new preset, not an edit of an old one).
+  The MPENet/MPEGAN and UFVNet pins are those after their width keys (``au_width``, ``regressor_fc``) were
+  added at the paper's value. The ``tiny`` test presets are not pinned.
 """
 from __future__ import annotations
 
@@ -17,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from fsrbench.registry import instantiate, methods
-from fsrbench.train.config import config_hash, method_config_path, resolve_config
+from fsrbench.recipes import config_hash, method_config_path, resolve_config
 
-HERE = Path(__file__).resolve().parent
-BASELINES = HERE.parent / "baselines"
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())  # the checkout root, wherever this file sits under tests/
+HERE = REPO / "tests"
+BASELINES = REPO / "baselines"
 ENTRY = re.compile(r"^fsrbench_baselines\.(?P<pkg>[a-z_0-9]+)\.method:(?P<cls>[A-Za-z0-9]+Method)$")
 PINNED = json.loads((HERE / "data" / "preset_config_hashes.json").read_text())
 
