@@ -352,7 +352,9 @@ def main(argv: list[str]) -> int:
     if not args.no_ddp and ddp_possible:
         for n in (n for n in EQUALITY if n in names):  # one-process references: fp32, the DDP global batch
             single[n] = _one(n, "fp32", args, data, out, steps, _ddp_extra(args))
-        rows += _ddp(names, args, data, out, steps, single)
+        for row in _ddp(names, args, data, out, steps, single):
+            _evaluate(row, args, data, out)  # the DDP checkpoints are evaluated like the others
+            rows.append(row)
     elif not args.no_ddp:
         rows.append({"method": "-", "mode": "ddp2", "ok": True, "error": "skipped: fewer than 2 GPUs"})
     text = _table(rows, args, env)

@@ -36,6 +36,7 @@ def test_dry_run_srcnn_single_ddp_and_eval(tmp_path):
     assert single["eval_psnr"] is not None and 3 < single["eval_psnr"] < 60, single
     assert single["steps_per_s"] > 0 and "peak_mem_gib" not in single  # no CUDA: no memory column
     assert ddp["ok"] and ddp["ddp_max_abs_diff"] < 1e-5, ddp
+    assert ddp["eval_psnr"] is not None and 3 < ddp["eval_psnr"] < 60, ddp
     table = (tmp_path / "gpu_check.md").read_text()
     assert table.startswith("GPU check (dry run, CPU, tiny presets)") and table in r.stdout
     assert "| srcnn | bf16+fp16-range | yes |" in table and "| srcnn | ddp2-fp32 | yes |" in table
@@ -55,6 +56,7 @@ def test_dry_run_trains_every_method_single_and_under_torchrun(tmp_path):
         assert row["ok"] and row["losses_finite"] and row["fp16_overflows"] == [], row
         assert row["eval_psnr"] is not None and 3 < row["eval_psnr"] < 60, row
     assert all(row["ok"] for row in ddp.values()), [r for r in ddp.values() if not r["ok"]]
+    assert all(row["eval_psnr"] is not None for row in ddp.values()), ddp
     assert ddp["srcnn"]["ddp_max_abs_diff"] < 1e-5
     table = (tmp_path / "gpu_check.md").read_text()
     assert "| method | mode | ok | steps/s | peak GiB |" in table and table in r.stdout
