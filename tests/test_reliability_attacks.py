@@ -69,7 +69,7 @@ def test_item01_unsafe_names_are_refused_at_registration_and_nothing_is_deleted(
             reg.load_plugin(f"{HOSTILE}:{cls}")
     for name in (".", "..", "a/b", "a\\b", ".hidden", "", "x" * 65):
         with pytest.raises(reg.RegistryError, match="not allowed"):
-            reg.methods.register(name, "fsrbench_baselines.bicubic:Bicubic")
+            reg.methods.register(name, "fsrbench_baselines.bicubic.method:BicubicMethod")
     # the campaign's command: the plugin is reported as not loadable, `--methods .` is an unknown name
     code, _, err = _main(capsys, "run", "--plugin", f"{HOSTILE}:Dot", "--methods", ".", "--scales", "8",
                          "--metrics", "psnr", "--limit", "4", "--out", out, "--no-progress", "--no-leaderboard")
@@ -90,7 +90,7 @@ def test_item01_unsafe_names_are_refused_at_registration_and_nothing_is_deleted(
 def test_item02_a_plugin_cannot_take_a_builtin_name_and_never_shares_its_cells(tmp_path, restore_registry):
     with pytest.raises(reg.PluginLoadError, match="already taken.*--plugin-override"):
         reg.load_plugin(f"{HOSTILE}:ShadowBicubic")
-    assert reg.methods.get("bicubic").__module__ == "fsrbench_baselines.bicubic"
+    assert reg.methods.get("bicubic").__module__ == "fsrbench_baselines.bicubic.method"
     clean = run(_spec(tmp_path / "clean"), **QUIET).metrics["cells"][0]["metrics"]["psnr"]["value"]
     assert clean > 20
     out = tmp_path / "r"
@@ -110,10 +110,10 @@ def test_item02_a_plugin_cannot_take_a_builtin_name_and_never_shares_its_cells(t
 
 
 def test_item02_implementation_identity():
-    from fsrbench_baselines.bicubic import Bicubic
+    from fsrbench_baselines.bicubic.method import BicubicMethod
 
-    ident = reg.implementation_id(Bicubic)
-    assert ident["target"] == "fsrbench_baselines.bicubic:Bicubic" and ident["version"].startswith("fsrbench==")
+    ident = reg.implementation_id(BicubicMethod)
+    assert ident["target"] == "fsrbench_baselines.bicubic.method:BicubicMethod" and ident["version"].startswith("fsrbench==")
     plug = reg.import_target(f"{HOSTILE}:ShadowBicubic")
     ident = reg.implementation_id(plug)
     import hashlib
@@ -687,7 +687,7 @@ def test_item11_a_malicious_state_on_resume_is_refused_with_the_fix(tmp_path, ca
 def _srcnn_weights(path: Path) -> dict:
     from fsrbench.train.checkpoints import save_weights
     from fsrbench.train.config import resolve_config
-    from fsrbench_baselines.srcnn import SRCNNMethod
+    from fsrbench_baselines.srcnn.method import SRCNNMethod
 
     cfg = resolve_config(SRCNNMethod(), "default")
     digest = save_weights(SRCNNMethod().build_model(8, cfg), path)

@@ -237,7 +237,7 @@ def test_zero_tail_starts_at_the_bicubic_input_and_still_learns():
 
 def test_parsing_target_prepared_in_the_data_workers_equals_the_in_loss_one():
     from fsrbench.data.priors import parsing_from_landmarks68
-    from test_data_priors import _face68
+    from face_shapes import face68 as _face68
 
     m = WNetMethod()
     lab = parsing_from_landmarks68(_face68())

@@ -42,7 +42,7 @@ class _Faces(Dataset):
 
 
 def _priors(ids: list[str]) -> dict[str, PriorArray]:
-    from test_data_priors import _face68
+    from face_shapes import face68 as _face68
 
     from fsrbench_baselines.affectsrnet.method import mean_shape
 
