@@ -29,7 +29,7 @@ def _faces(n: int) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     while len(out) < n:  # smooth synthetic stand-ins
         yy, xx = np.mgrid[0:128, 0:128] / 128.0
-        base = np.stack([np.sin(6 * xx + k) * 0.5 + 0.5, yy, (xx * yy) ** 0.5], -1) * 255
+        base = np.stack([np.sin(6 * xx + len(out)) * 0.5 + 0.5, yy, (xx * yy) ** 0.5], -1) * 255
         out.append(np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8))
     return out
 
