@@ -1,4 +1,4 @@
-"""Experiment files: ``fsrbench run --config FILE`` (and ``fsrbench.evaluate(config=FILE)``).
+"""Experiment files: ``fsrbench run --config FILE`` (what to evaluate, as YAML; the command line wins).
 
 One YAML file a lab can commit that says what to evaluate, like BasicSR's option files or lm-eval's task
 configs::
