@@ -530,6 +530,7 @@ def _train(method: Any, scale: int, data: _Data, cfg: dict[str, Any], info: ddp.
             state = ck.load_state(state_path, map_location="cpu")
             if ema is not None:  # the card's weights are the EMA; the live weights are in the state
                 ck.load_weights(ema.module, ck.weights_path(card), str(dev))
+                ema.started = True
                 model.load_state_dict(state["model"])
             else:
                 ck.load_weights(model, ck.weights_path(card), str(dev))

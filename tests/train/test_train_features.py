@@ -68,16 +68,14 @@ def test_gradient_accumulation_equals_the_whole_batch(images, tmp_path):
 
 
 def test_ema_weights_are_scored_saved_and_resumed(images, tmp_path):
-    from fsrbench.train.loop import seed_everything
-
     sets = ["dropout=0.0", "steps=3", "val_every=3", "ckpt_every=1", "keep_last=5", "ema_decay=0.5"]
     m, res = _train(images, tmp_path / "ema", sets)
     out = tmp_path / "ema"
-    seed_everything(0)
-    ema = {k: v.clone() for k, v in m.build_model(8, ck.read_card(res.last_card)["config"]).state_dict().items()}
+    ema = None
     for step in (1, 2, 3):
         live = torch.load(out / f"step_{step:08d}.state.pt", weights_only=True)["model"]
-        ema = {k: 0.5 * ema[k] + 0.5 * live[k] for k in ema}  # the definition, from the live weights
+        # the definition, from the live weights: the first update copies them, later ones average
+        ema = dict(live) if ema is None else {k: 0.5 * ema[k] + 0.5 * live[k] for k in ema}
         card_w = _weights(out / f"step_{step:08d}.card.json")
         assert all(torch.allclose(card_w[k], ema[k], atol=1e-6) for k in ema), step
     best = ck.read_card(out / "best.card.json")
@@ -223,3 +221,38 @@ def test_priors_are_computed_in_shards_before_the_process_group(tmp_path, monkey
     assert lm.ok.all() and np.array_equal(lm.values, ds.lms)
     assert not (dp._chunk_dir("landmarks68", 8)).exists()  # merged into the cache file, chunks removed
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_ema_starts_from_the_weights_after_the_first_step():
+    """The first EMA update copies the live weights (weights a method loads inside its first training step,
+    e.g. DIC's init_from, start the average, not the random initialisation); later updates average with
+    ``decay``; a restored (resumed) EMA that is marked started averages from its first update."""
+    from torch import nn
+
+    from fsrbench.train.ema import EMA
+
+    torch.manual_seed(0)
+    live = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = EMA(live, 0.9)
+    with torch.no_grad():  # "init_from" loaded during the first step, then one optimiser step
+        for p in live.parameters():
+            p.copy_(torch.full_like(p, 5.0))
+        live[1].running_mean.fill_(1.0)
+    ema.update(live)
+    assert all(torch.equal(e, w) for e, w in zip(ema.module.parameters(), live.parameters()))
+    assert torch.equal(ema.module[1].running_mean, live[1].running_mean)
+    with torch.no_grad():
+        for p in live.parameters():
+            p.add_(1.0)
+    ema.update(live)
+    for e in ema.module.parameters():
+        torch.testing.assert_close(e, torch.full_like(e, 0.9 * 5.0 + 0.1 * 6.0))
+    restored = EMA(live, 0.9)
+    restored.started = True  # what the training loop sets after loading a checkpoint's EMA weights
+    before = [p.clone() for p in restored.module.parameters()]
+    with torch.no_grad():
+        for p in live.parameters():
+            p.add_(1.0)
+    restored.update(live)
+    for b, e, w in zip(before, restored.module.parameters(), live.parameters()):
+        torch.testing.assert_close(e, 0.9 * b + 0.1 * w)
