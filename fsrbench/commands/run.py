@@ -258,6 +258,22 @@ def precheck(settings: dict[str, Any]) -> None:
                     + ") or make --data-root the folder that holds them")
 
 
+def board_writer() -> tuple[list[str], Any]:
+    """``(board, write_board)``: the runner's ``on_results`` hook that renders ``leaderboard.md`` and writes it
+    atomically while the results directory's lock is still held (also with --no-leaderboard, which only stops
+    the printing); ``board`` then holds the text to print.  Used by ``fsrbench run`` and ``fsrbench score``."""
+    from fsrbench.report.leaderboard import leaderboard
+    from fsrbench.results import atomic_write_text
+
+    board: list[str] = []
+
+    def write_board(res: Any) -> None:
+        board.append(leaderboard(res.out))
+        atomic_write_text(res.out / "leaderboard.md", board[0])
+
+    return board, write_board
+
+
 def main(args: argparse.Namespace) -> int:
     if args.workers > 1 and "RANK" not in os.environ:
         return _relaunch_with_torchrun(args.workers)
@@ -265,16 +281,10 @@ def main(args: argparse.Namespace) -> int:
     precheck(settings)
 
     from fsrbench.eval.runner import RunSpec, run
-    from fsrbench.report.leaderboard import leaderboard
-    from fsrbench.results import atomic_write_text
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     spec = RunSpec(force=args.force, cache_dir=args.cache_dir, progress=progress, **settings)
-    board: list[str] = []
-
-    def write_board(res: Any) -> None:  # under the results directory's lock, atomically; even with --no-leaderboard
-        board.append(leaderboard(res.out))
-        atomic_write_text(res.out / "leaderboard.md", board[0])
+    board, write_board = board_writer()
 
     with _stdout_to_stderr():  # what plugins print never lands in the leaderboard printed on stdout
         result = run(spec, on_results=write_board)

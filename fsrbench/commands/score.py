@@ -65,22 +65,15 @@ def main(args: argparse.Namespace) -> int:
             raise RegistryError(unknown_name_message("metrics", name, reg.metrics.names()))
     get_protocol(args.protocol).lr_size(args.scale)
 
-    from fsrbench.commands.run import _stdout_to_stderr
+    from fsrbench.commands.run import _stdout_to_stderr, board_writer
     from fsrbench.eval.score import ScoreSpec, score_run
-    from fsrbench.report.leaderboard import leaderboard
-    from fsrbench.results import atomic_write_text
 
     spec = ScoreSpec(sr=args.sr, hr=args.hr, scale=args.scale, protocol=args.protocol, name=args.name,
                      dataset=args.dataset, metrics=metrics, out=args.out or "", batch_size=args.batch_size,
                      device=args.device, force=args.force, strict=args.strict, limit=args.limit, seed=args.seed,
                      metric_options={"fer": args.fer} if args.fer else {}, cache_dir=args.cache_dir,
                      progress=sys.stderr.isatty() if args.progress is None else args.progress)
-    board: list[str] = []
-
-    def write_board(res: Any) -> None:  # under the results directory's lock, atomically (as fsrbench run)
-        board.append(leaderboard(res.out))
-        atomic_write_text(res.out / "leaderboard.md", board[0])
-
+    board, write_board = board_writer()  # leaderboard.md under the results lock, as fsrbench run
     with _stdout_to_stderr():  # stdout holds the leaderboard only
         result = score_run(spec, on_results=write_board)
     if board and not args.no_leaderboard:
