@@ -53,6 +53,18 @@ def require_vgg16() -> None:
         pytest.skip(f"VGG-16 carrier missing: {exc}")
 
 
+def builtin_trainable_methods() -> set[str]:
+    """The trainable methods fsrbench itself installs (entry points of the fsrbench distribution), not the
+    test methods other tests in the same process registered."""
+    from importlib.metadata import entry_points
+
+    from fsrbench.registry import methods
+
+    declared = {ep.name for ep in entry_points(group="fsrbench.methods")
+                if ep.dist is not None and ep.dist.metadata["Name"] == "fsrbench"}
+    return {n for n in declared if getattr(methods.get(n), "trainable", False)}
+
+
 def assert_one_adam_step_lowers_loss(method, net, batch, cfg, lr: float = 1e-4) -> None:
     """One Adam step on a fixed batch lowers ``method.training_loss`` (a trainable method learns at all)."""
     import torch

@@ -256,12 +256,9 @@ def test_every_trainable_method_has_an_entry_shipped_or_pending_with_its_reason(
             card = ck.read_card(PACKAGE / f"{name}.card.json")
             assert card["method"] == spec["method"] and (PACKAGE / card["weights"]).is_file()
     assert shipped <= set(rec.entries)
-    from importlib.metadata import entry_points
+    from conftest import builtin_trainable_methods
 
-    # the built-ins as installed (entry points of the fsrbench distribution), not what other tests registered
-    declared = {ep.name for ep in entry_points(group="fsrbench.methods")
-                if ep.dist is not None and ep.dist.metadata["Name"] == "fsrbench"}
-    builtins = sorted(n for n in declared if getattr(method_registry.get(n), "trainable", False))
+    builtins = sorted(builtin_trainable_methods())
     assert len(builtins) == 13, builtins  # the list: srcnn ... ufvnet
     for name in builtins:
         cls = method_registry.get(name)
