@@ -137,17 +137,24 @@ def safe_torch_load(path: str | Path, fix: str, map_location: Any = "cpu") -> An
         raise UnsafeFile(f"{path}: unreadable ({first}). {fix}") from None
 
 
-def load_weights(model: Any, path: str | Path, device: Any = "cpu") -> None:
-    """Load safetensors weights (never a pickle: a pickled checkpoint could run code when loaded)."""
+def load_weights(model: Any, path: str | Path, device: Any = "cpu", optional: tuple[str, ...] = ()) -> None:
+    """Load safetensors weights (never a pickle: a pickled checkpoint could run code when loaded). Strict,
+    except that the model's keys starting with one of ``optional`` (a method's ``training_only_state``, e.g.
+    a GAN discriminator) may be absent from the file; a key of the file the model lacks is always an error."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     try:
-        load_model(model, str(path), strict=True, device=str(device))
+        missing, unexpected = load_model(model, str(path), strict=not optional, device=str(device))
     except SafetensorError as exc:
         raise Unavailable(f"{path} is not a safetensors file ({exc}); fsrbench loads weights only from "
                           f"safetensors — convert a trusted PyTorch state_dict with "
                           f"safetensors.torch.save_file(state_dict, 'weights.safetensors')") from exc
+    needed = [k for k in missing if not k.startswith(tuple(optional))]
+    if needed or unexpected:
+        what = [f"missing {len(needed)} tensor(s), e.g. {needed[:3]}"] if needed else []
+        what += [f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[:3]}"] if unexpected else []
+        raise RuntimeError(f"Error(s) in loading state_dict: {'; '.join(what)}")
 
 
 def find_cards(root: str | Path, method: str, scale: int | None) -> list[dict[str, Any]]:
@@ -250,7 +257,7 @@ def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | N
         scale = int(card["scale"])  # built as trained
     model = method.build_model(scale, config)
     try:
-        load_weights(model, wfile, "cpu")
+        load_weights(model, wfile, "cpu", tuple(getattr(method, "training_only_state", ())))
     except RuntimeError as exc:
         raise ValueError(f"{wfile}: weights do not fit {name} x{scale} ({str(exc).splitlines()[0]})") from exc
     model.to(device).eval()

@@ -71,3 +71,32 @@ def test_old_import_paths_are_the_same_functions():
     assert checkpoints.load_for_eval is weights.load_for_eval
     assert checkpoints.read_card is weights.read_card and checkpoints.verify is weights.verify
     assert mpenet.load_partial is weights.load_partial
+
+
+def test_training_only_modules_may_be_absent_from_a_weights_file_and_nothing_else(tmp_path):
+    """A GAN's discriminator (a method's ``training_only_state``) is not shipped: the file without it loads,
+    the modules it holds keep their values; a missing generator tensor or an extra tensor is still refused."""
+    from safetensors.torch import save_file
+
+    class G(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.generator = torch.nn.Conv2d(3, 3, 1)
+            self.discriminator = torch.nn.Linear(4, 1)
+
+    src = G()
+    gen_only = {k: v for k, v in src.state_dict().items() if k.startswith("generator.")}
+    save_file(gen_only, str(tmp_path / "g.safetensors"))
+    model = G()
+    d_before = model.discriminator.weight.detach().clone()
+    with pytest.raises(RuntimeError, match="discriminator.weight"):
+        weights.load_weights(model, tmp_path / "g.safetensors")  # strict by default
+    weights.load_weights(model, tmp_path / "g.safetensors", optional=("discriminator.",))
+    assert torch.equal(model.generator.weight, src.generator.weight)
+    assert torch.equal(model.discriminator.weight, d_before)
+    save_file({"generator.weight": gen_only["generator.weight"]}, str(tmp_path / "no_bias.safetensors"))
+    with pytest.raises(RuntimeError, match=r"missing 1 tensor\(s\), e.g. \['generator.bias'\]"):
+        weights.load_weights(G(), tmp_path / "no_bias.safetensors", optional=("discriminator.",))
+    save_file(dict(gen_only, extra=torch.zeros(1)), str(tmp_path / "extra.safetensors"))
+    with pytest.raises(RuntimeError, match=r"1 unexpected tensor\(s\), e.g. \['extra'\]"):
+        weights.load_weights(G(), tmp_path / "extra.safetensors", optional=("discriminator.",))

@@ -209,6 +209,7 @@ class MPEGANMethod(MPENetMethod):
     description = ("MPEGAN: MPENet generator fine-tuned with perceptual (ImageNet VGG-16 relu5_3, [CHOICE] for "
                    "VGG-Face) and adversarial losses (SRGAN discriminator)")
     config_file = "configs/mpegan.yaml"
+    training_only_state = ("discriminator.",)  # inference runs the generator only: exports leave D out
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

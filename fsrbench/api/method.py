@@ -100,6 +100,10 @@ class TrainableMethod(Method):
     trainable: ClassVar[bool] = True
     config_file: ClassVar[str] = ""  # path relative to the module file, e.g. "configs/srcnn.yaml"
     train_priors: ClassVar[tuple[str, ...]] = ()
+    #: state-dict key prefixes of modules that only training uses (e.g. ``("discriminator.",)`` for a GAN):
+    #: a reference-weights export leaves them out, and evaluation loads a file without them (those modules keep
+    #: their initial values; ``forward_sr`` must not use them). Every other key must be in the file.
+    training_only_state: ClassVar[tuple[str, ...]] = ()
 
     def build_model(self, scale: int, config: Mapping[str, Any]) -> Any:
         raise NotImplementedError
