@@ -157,6 +157,11 @@ def load_weights(model: Any, path: str | Path, device: Any = "cpu", optional: tu
         raise RuntimeError(f"Error(s) in loading state_dict: {'; '.join(what)}")
 
 
+def training_only(method: Any) -> tuple[str, ...]:
+    """A method's (class or instance) ``training_only_state`` prefixes: weights a file may leave out."""
+    return tuple(getattr(method, "training_only_state", ()))
+
+
 def find_cards(root: str | Path, method: str, scale: int | None) -> list[dict[str, Any]]:
     """All weight cards under ``root`` (recursively) for (method, scale); ``scale=None``: any scale."""
     r = Path(root)
@@ -257,7 +262,7 @@ def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | N
         scale = int(card["scale"])  # built as trained
     model = method.build_model(scale, config)
     try:
-        load_weights(model, wfile, "cpu", tuple(getattr(method, "training_only_state", ())))
+        load_weights(model, wfile, "cpu", training_only(method))
     except RuntimeError as exc:
         raise ValueError(f"{wfile}: weights do not fit {name} x{scale} ({str(exc).splitlines()[0]})") from exc
     model.to(device).eval()

@@ -39,6 +39,7 @@ import yaml
 
 from fsrbench.errors import RecipeError
 from fsrbench.results import atomic_write_text
+from fsrbench.weights import training_only
 
 STAGE_FILE = "reference-stage.json"
 
@@ -402,11 +403,11 @@ def export_entry(rec: Recipes, entry: str, work: Path, out_dir: Path, train_data
     from fsrbench.registry import methods as method_registry
 
     # modules only training uses (a GAN's discriminator) are not shipped: evaluation never runs them
-    training_only = tuple(getattr(method_registry.get(str(src_card["method"])), "training_only_state", ()))
+    skip = training_only(method_registry.get(str(src_card["method"])))
     tensors = {}
     with safe_open(str(src), "pt") as fh:
         for k in fh.keys():
-            if not (training_only and k.startswith(training_only)):
+            if not (skip and k.startswith(skip)):
                 tensors[k] = _fp16(k, fh.get_tensor(k))
     n_params = sum(int(t.numel()) for t in tensors.values() if t.is_floating_point())
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -537,7 +538,7 @@ def check_card(card: Mapping[str, Any], load: bool = True) -> str | None:
     try:
         method = method_registry.get(str(card["method"]))()
         model = method.build_model(int(card["scale"]), card.get("config") or {})
-        ck.load_weights(model, wfile, "cpu", tuple(getattr(method, "training_only_state", ())))
+        ck.load_weights(model, wfile, "cpu", training_only(method))
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         return f"{wfile}: does not load into {card.get('method')} x{card.get('scale')}: {type(exc).__name__}: {exc}"
     return None
