@@ -9,7 +9,7 @@ A recipe file (``recipes.yaml`` in the weights package) holds **stages** and **e
         method: srcnn
         scale: 4
         preset: cpu-evidence
-        amp: bf16                               # --amp
+        amp: auto                               # --amp; auto = bf16 where the CPU has native bf16, else none
         threads: 1                              # OMP/MKL threads of the training process
         set: {steps: 600}                       # --set KEY=VALUE overrides
         init: {esrgan_init: affectsrnet-init-x4}  # KEY=<weights of another stage> (STAGE or STAGE@STEP)
@@ -162,6 +162,30 @@ def weights_of(work: Path, ref: str) -> Path:
     return f
 
 
+def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX-BF16). Without it PyTorch emulates bf16
+    and autocast is ~10x slower than float32 (measured on an AVX2-only AMD EPYC: 0.12 vs 1.18 img/s, SPARNet x4)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_amp(amp: str, cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """A recipe's ``amp``: ``auto`` -> ``bf16`` on a CPU with native bf16, else ``none``; others unchanged.
+    The card records the precision a stage really trained with (its run.json), not ``auto``."""
+    if amp == "auto":
+        return "bf16" if cpu_has_native_bf16(cpuinfo) else "none"
+    if amp not in ("none", "bf16", "fp16"):
+        raise RecipeError(f"amp: {amp!r} is not one of auto, none, bf16, fp16")
+    return amp
+
+
 def train_command(st: Stage, work: Path, train_data: str, val_data: str, fsrbench: list[str]) -> list[str]:
     spec = st.spec
     out = work / st.name
@@ -170,7 +194,7 @@ def train_command(st: Stage, work: Path, train_data: str, val_data: str, fsrbenc
                             "--preset", str(spec["preset"]), "--device", "cpu", "--no-progress",
                             "--out", str(out)]
     if spec.get("amp"):
-        cmd += ["--amp", str(spec["amp"])]
+        cmd += ["--amp", resolve_amp(str(spec["amp"]))]
     for key, value in (spec.get("set") or {}).items():
         cmd += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     for key, refs in st.init_refs().items():

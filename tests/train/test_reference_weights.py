@@ -179,6 +179,22 @@ entries: {b: {stage: b}}
         _recipes(tmp_path, "stages:\n  a: {method: srcnn, scale: 4}\nentries: {}\n")
 
 
+def test_amp_auto_is_bf16_only_on_a_cpu_with_native_bf16(tmp_path):
+    from fsrbench.train.reference import resolve_amp
+
+    intel = tmp_path / "intel"
+    intel.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n\n"
+                     "processor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n")
+    amd = tmp_path / "amd"
+    amd.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma bmi2\n")
+    assert resolve_amp("auto", intel) == "bf16"
+    assert resolve_amp("auto", amd) == "none"
+    assert resolve_amp("auto", tmp_path / "missing") == "none"
+    assert resolve_amp("bf16", amd) == "bf16"  # an explicit choice is kept
+    with pytest.raises(RecipeError, match="not one of auto"):
+        resolve_amp("bf8", amd)
+
+
 def test_train_command_resumes_and_points_init_at_earlier_stages(tmp_path):
     rec = _recipes(tmp_path, """
 stages:
