@@ -383,11 +383,11 @@ def stage_record(rec: Recipes, work: Path, name: str) -> dict[str, Any]:
 def budget_line(stages: list[Mapping[str, Any]]) -> str:
     """E.g. "2 stages: 150 x 4 + 150 x 4 steps, bf16 autocast, 1 CPU thread, 29.6 min"."""
     steps = " + ".join(f"{c.get('steps')} x {c.get('batch_size')}" for c in stages)
-    amps = sorted({str(c.get("amp") or "none") for c in stages})
+    amps = sorted({"float32" if str(c.get("amp") or "none") == "none" else f"{c['amp']} autocast" for c in stages})
     threads = sorted({int(c.get("threads") or 1) for c in stages})
     minutes = sum(float(c.get("wall_s") or 0) for c in stages) / 60
     return (f"{len(stages)} stage{'s' if len(stages) > 1 else ''}: {steps} steps (x batch), "
-            f"{'/'.join(amps)} autocast, {'/'.join(map(str, threads))} CPU thread{'s' if threads != [1] else ''}, "
+            f"{'/'.join(amps)}, {'/'.join(map(str, threads))} CPU thread{'s' if threads != [1] else ''}, "
             f"{minutes:.1f} min of training")
 
 
