@@ -48,7 +48,27 @@ def dic_y(img: np.ndarray) -> np.ndarray:
     """DIC's Y of a uint8 RGB image [H,W,3] -> uint8 [H,W] (``rgb2ycbcr(img, only_y=True)``)."""
     if img.dtype != np.uint8:
         raise TypeError(f"dic_y expects uint8 RGB, got {img.dtype}")
-    return (np.dot(img, _DIC_COEFFS) / 255.0 + 16.0).round().astype(np.uint8)
+    return (_dot_fma(img, _DIC_COEFFS) / 255.0 + 16.0).round().astype(np.uint8)
+
+
+_Q = 2.0 ** 48  # every partial sum below is a multiple of 2**-48 (the coefficients' ulps are 2**-46..2**-48)
+
+
+def _fma_u8(x: np.ndarray, c: float, acc: np.ndarray) -> np.ndarray:
+    """Correctly rounded ``fma(x, c, acc)`` for uint8 ``x`` and non-negative ``acc`` on the 2**-48 grid, computed
+    exactly in uint64 units of 2**-48 (x * c * 2**48 < 2**61, the sum < 2**64) and rounded once to float64."""
+    units = np.uint64(c * _Q)  # exact: c has 53 significant bits and an ulp >= 2**-48
+    total = x.astype(np.uint64) * units + (acc * _Q).astype(np.uint64)
+    return total.astype(np.float64) / _Q
+
+
+def _dot_fma(img: np.ndarray, coeffs) -> np.ndarray:
+    """``np.dot(img, coeffs)`` as the official code computed it on the recording machine (OpenBLAS, x86-64 with
+    FMA: r*c0, then fma(g, c1, .), then fma(b, c2, .)), on every CPU. np.dot itself is CPU-dependent: another
+    BLAS kernel (e.g. AVX2 on AMD) rounds some exact-tie pixels the other way (tests/metrics/test_conventions_official.py)."""
+    r, g, b = (img[..., i] for i in range(3))
+    acc = r.astype(np.float64) * coeffs[0]
+    return _fma_u8(b, coeffs[2], _fma_u8(g, coeffs[1], acc))
 
 
 def _dic_overflow(y: np.ndarray) -> np.ndarray:

@@ -19,6 +19,8 @@ DATA = REPO / "tests" / "data"
 REC = json.loads((DATA / "conventions_reference.json").read_text())
 ARR = dict(np.load(DATA / "conventions_reference.npz"))
 PAIRS = sorted(REC["sparnet_psnr_ssim"])
+# the reference outputs were recorded on an AVX-512 x86-64 CPU; OpenCV's SSIM filter sums in a CPU-dependent order
+_AVX512 = "avx512f" in (Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else "")
 
 
 def _pattern64() -> np.ndarray:  # the integer pattern of the recording script (not stored)
@@ -32,7 +34,12 @@ def test_dic_replica_is_bit_exact(key: str) -> None:
     name, crop = key.split("/")
     c = int(crop.removeprefix("crop"))
     p, s = dic_psnr_ssim(ARR[f"{name}_sr"], ARR[f"{name}_hr"], c)
-    assert repr(p) == REC["dic_calc_metrics"][key]["psnr"] and repr(s) == REC["dic_calc_metrics"][key]["ssim"]
+    assert repr(p) == REC["dic_calc_metrics"][key]["psnr"]
+    want = float(REC["dic_calc_metrics"][key]["ssim"])
+    if _AVX512:  # the recording CPU's class: bit for bit
+        assert repr(s) == REC["dic_calc_metrics"][key]["ssim"]
+    else:  # OpenCV's filter2D takes another SIMD path (e.g. AVX2 on AMD): it sums in another order, last bits differ
+        assert abs(s - want) <= 1e-13 * abs(want), (s, want)
 
 
 @pytest.mark.parametrize("name", PAIRS)
