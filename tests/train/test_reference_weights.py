@@ -327,3 +327,13 @@ def test_a_stage_killed_with_its_machine_keeps_the_time_it_ran(tmp_path, monkeyp
     info = json.loads((tmp_path / "w" / "a" / STAGE_FILE).read_text())
     assert info["status"] == "finished" and "wall_s_interrupted" not in info
     assert 100.5 <= info["wall_s"] < 130 and seen and min(seen) >= 100.0
+
+
+def test_budget_line_names_float32_and_autocast_precisions():
+    from fsrbench.train.reference import budget_line
+
+    fp32 = {"steps": 150, "batch_size": 2, "amp": "none", "threads": 1, "wall_s": 600}
+    bf16 = {"steps": 100, "batch_size": 4, "amp": "bf16", "threads": 1, "wall_s": 300}
+    assert budget_line([fp32]) == "1 stage: 150 x 2 steps (x batch), float32, 1 CPU thread, 10.0 min of training"
+    assert budget_line([bf16, fp32]) == ("2 stages: 100 x 4 + 150 x 2 steps (x batch), bf16 autocast/float32, "
+                                         "1 CPU thread, 15.0 min of training")
