@@ -17,6 +17,7 @@ Training priors: "landmarks68" (→ heatmaps, σ=1 px on 64²) and "parsing" (�
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsrbench.train import unwrap
+from fsrbench.weights import load_partial, sha256_file
 from fsrbench_baselines.common import (BaselineMethod, heatmaps_from_landmarks, init_normal, parsing_onehot,
                                       require_prior)
 
@@ -49,9 +51,24 @@ class FSRNetMethod(BaselineMethod):
         std = config.get("init_std", 0.02)
         if std is not None:
             init_normal(model, float(std))
+        path = config.get("init_from")
+        # A warm start (e.g. x4 from the x8 weights: the network is the same at both scales, its input is the
+        # bicubic-upsampled LR). Loaded only when the file exists: evaluation rebuilds the model from the
+        # training config (where the path is a reference, not a file) and then loads the trained weights;
+        # training_loss refuses to train when the file was missing.
+        if path and Path(str(path)).is_file():
+            rep = load_partial(model, str(path))
+            if rep["missing"]:
+                raise ValueError(f"fsrnet: init_from {path} lacks {len(rep['missing'])} tensors of this model "
+                                 f"(e.g. {rep['missing'][0]}); it must be an FSRNet checkpoint of the same config")
+            model.init_report = {"init_from": str(path), "sha256": sha256_file(path),  # type: ignore[assignment]
+                                 "loaded_tensors": len(rep["loaded"])}
         return model
 
     def training_loss(self, model: nn.Module, batch: Any, config: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        if config.get("init_from") and not getattr(unwrap(model), "init_report", None):
+            raise FileNotFoundError(f"fsrnet: init_from {config['init_from']}: no such file (the weights to start "
+                                    "from); fix the path or --set init_from=null to train from scratch")
         tanh = unwrap(model).output_tanh
         x = batch.upsampled * 2 - 1 if tanh else batch.upsampled
         hr = batch.hr * 2 - 1 if tanh else batch.hr

@@ -12,7 +12,8 @@ A recipe file (``recipes.yaml`` in the weights package) holds **stages** and **e
         amp: auto                               # --amp; auto = bf16 where the CPU has native bf16, else none
         threads: 1                              # OMP/MKL threads of the training process
         set: {steps: 600}                       # --set KEY=VALUE overrides
-        init: {esrgan_init: affectsrnet-init-x4}  # KEY=<weights of another stage> (STAGE or STAGE@STEP)
+        init: {esrgan_init: affectsrnet-init-x4}  # KEY=<weights of another stage> (STAGE or STAGE@STEP), or of a
+                                                # shipped entry of this package (package:ENTRY, sha256-checked)
         needs: [priors-faces-train]             # stages that must finish first
     entries:
       srcnn-x4: {stage: srcnn-x4}               # a shipped model = the final stage of a chain
@@ -42,6 +43,7 @@ from fsrbench.results import atomic_write_text
 from fsrbench.weights import training_only
 
 STAGE_FILE = "reference-stage.json"
+PACKAGE_REF = "package:"  # init reference to a shipped entry's weights (next to the recipe file)
 
 
 @dataclass
@@ -62,7 +64,7 @@ class Stage:
     def needs(self) -> list[str]:
         deps = list(self.spec.get("needs") or [])
         for refs in self.init_refs().values():
-            deps += [r.split("@")[0] for r in refs]
+            deps += [r.split("@")[0] for r in refs if not r.startswith(PACKAGE_REF)]
         return sorted(set(deps))
 
 
@@ -153,8 +155,17 @@ def stage_done(work: Path, name: str) -> bool:
         return False
 
 
-def weights_of(work: Path, ref: str) -> Path:
-    """``STAGE`` -> WORK/STAGE/best.safetensors; ``STAGE@300`` -> WORK/STAGE/step_00000300.safetensors."""
+def weights_of(work: Path, ref: str, package: Path | None = None) -> Path:
+    """``STAGE`` -> WORK/STAGE/best.safetensors; ``STAGE@300`` -> WORK/STAGE/step_00000300.safetensors;
+    ``package:ENTRY`` -> PACKAGE/ENTRY.safetensors (a shipped entry, verified against its card)."""
+    if ref.startswith(PACKAGE_REF):
+        from fsrbench.weights import read_card, verify
+
+        entry = ref[len(PACKAGE_REF):]
+        card = (package or Path(".")) / f"{entry}.card.json"
+        if not card.is_file():
+            raise RecipeError(f"init {ref!r}: no shipped entry {entry!r} ({card} is missing)")
+        return verify(read_card(card))
     name, _, step = ref.partition("@")
     f = work / name / (f"step_{int(step):08d}.safetensors" if step else "best.safetensors")
     if not f.is_file():
@@ -186,7 +197,8 @@ def resolve_amp(amp: str, cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     return amp
 
 
-def train_command(st: Stage, work: Path, train_data: str, val_data: str, fsrbench: list[str]) -> list[str]:
+def train_command(st: Stage, work: Path, train_data: str, val_data: str, fsrbench: list[str],
+                  package: Path | None = None) -> list[str]:
     spec = st.spec
     out = work / st.name
     cmd = list(fsrbench) + ["train", str(spec["method"]), "--scale", str(spec["scale"]),
@@ -198,7 +210,7 @@ def train_command(st: Stage, work: Path, train_data: str, val_data: str, fsrbenc
     for key, value in (spec.get("set") or {}).items():
         cmd += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     for key, refs in st.init_refs().items():
-        paths = [str(weights_of(work, r)) for r in refs]
+        paths = [str(weights_of(work, r, package)) for r in refs]
         value = paths[0] if len(paths) == 1 and not isinstance(spec["init"][key], list) else "[" + ",".join(paths) + "]"
         cmd += ["--set", f"{key}={value}"]
     if (out / "run.json").is_file() and any(out.glob("step_*.card.json")):
@@ -244,7 +256,7 @@ def run_stage(rec: Recipes, name: str, work: Path, train_data: str, val_data: st
         datasets = [d for d, key in ((train_data, "train"), (val_data, "val")) if key in (st.spec.get("datasets") or ["train", "val"])]
         cmds = [priors_command(st, d, python) for d in datasets]
     else:
-        cmds = [train_command(st, work, train_data, val_data, fsrbench)]
+        cmds = [train_command(st, work, train_data, val_data, fsrbench, rec.path.parent if rec.path else None)]
     (work / name).mkdir(parents=True, exist_ok=True)
     prev = {}
     info_file = work / name / STAGE_FILE
@@ -377,6 +389,8 @@ def stage_record(rec: Recipes, work: Path, name: str) -> dict[str, Any]:
         out.update(steps=int(run.get("total_steps") or cfg.get("steps") or 0), batch_size=int(cfg.get("batch_size") or 0),
                    config_sha256=run.get("config_sha256"), amp=run.get("amp"), world_size=run.get("world_size"),
                    torch=run.get("torch"))
+        if isinstance(run.get("init"), Mapping) and run["init"].get("sha256"):
+            out["init_sha256"] = str(run["init"]["sha256"])  # the initial weights it started from
     return out
 
 
@@ -386,9 +400,16 @@ def budget_line(stages: list[Mapping[str, Any]]) -> str:
     amps = sorted({"float32" if str(c.get("amp") or "none") == "none" else f"{c['amp']} autocast" for c in stages})
     threads = sorted({int(c.get("threads") or 1) for c in stages})
     minutes = sum(float(c.get("wall_s") or 0) for c in stages) / 60
+    warm = sorted({r[len(PACKAGE_REF):] for c in stages for ref in (c.get("init") or {}).values()
+                   for r in (ref if isinstance(ref, (list, tuple)) else [ref]) if str(r).startswith(PACKAGE_REF)})
     return (f"{len(stages)} stage{'s' if len(stages) > 1 else ''}: {steps} steps (x batch), "
             f"{'/'.join(amps)}, {'/'.join(map(str, threads))} CPU thread{'s' if threads != [1] else ''}, "
-            f"{minutes:.1f} min of training")
+            f"{minutes:.1f} min of training" + (f", started from the shipped {', '.join(warm)} weights (their "
+                                                 "budget not included)" if warm else ""))
+
+
+def _ref_name(ref: str) -> str:
+    return ref if ref.startswith(PACKAGE_REF) else f"stage:{ref}"
 
 
 def _replace_init_paths(config: dict[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -396,7 +417,7 @@ def _replace_init_paths(config: dict[str, Any], spec: Mapping[str, Any]) -> dict
     cfg = dict(config)
     for key, ref in (spec.get("init") or {}).items():
         if key in cfg:
-            cfg[key] = [f"stage:{r}" for r in ref] if isinstance(ref, (list, tuple)) else f"stage:{ref}"
+            cfg[key] = [_ref_name(r) for r in ref] if isinstance(ref, (list, tuple)) else _ref_name(ref)
     return cfg
 
 
