@@ -120,6 +120,32 @@ def test_fsrnet_rejects_missing_prior():
         method.training_loss(model, batch, cfg)
 
 
+def test_fsrnet_init_from_starts_from_other_weights_and_refuses_a_missing_file(tmp_path):
+    """cpu-reference-warm starts x4 from the x8 weights: the same network at both scales (its input is the
+    bicubic-upsampled LR), so every tensor of an x8 model loads into an x4 one; the run records the file's
+    SHA-256 (hashlib here); a missing file is a training error, not a silent from-scratch run."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    method = FSRNetMethod()
+    cfg = dict(method_presets(method)["tiny"])
+    src = method.build_model(8, dict(cfg, init_std=0.5))
+    path = tmp_path / "x8.safetensors"
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
+    warm = method.build_model(4, dict(cfg, init_from=str(path)))
+    for k, v in src.state_dict().items():
+        assert torch.equal(warm.state_dict()[k], v), k
+    assert warm.init_report["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert warm.init_report["loaded_tensors"] == len(src.state_dict())
+    cold = method.build_model(4, cfg)
+    assert not all(torch.equal(cold.state_dict()[k], v) for k, v in src.state_dict().items() if v.is_floating_point())
+    missing = dict(cfg, init_from=str(tmp_path / "nope.safetensors"))
+    model = method.build_model(4, missing)  # evaluation rebuilds from a training config: no error here
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        method.training_loss(model, make_batch(4, b=1), missing)
+
+
 def test_dic_phases():
     """Hourglass pre-training (SR branch untouched) → frozen hourglass → joint training."""
     method = DICMethod()

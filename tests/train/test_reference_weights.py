@@ -337,3 +337,32 @@ def test_budget_line_names_float32_and_autocast_precisions():
     assert budget_line([fp32]) == "1 stage: 150 x 2 steps (x batch), float32, 1 CPU thread, 10.0 min of training"
     assert budget_line([bf16, fp32]) == ("2 stages: 100 x 4 + 150 x 2 steps (x batch), bf16 autocast/float32, "
                                          "1 CPU thread, 15.0 min of training")
+    warm = dict(fp32, init={"init_from": "package:fsrnet-x8"})
+    assert budget_line([warm]).endswith("10.0 min of training, started from the shipped fsrnet-x8 weights "
+                                        "(their budget not included)")
+
+
+def test_init_from_a_shipped_entry_resolves_to_its_verified_package_file(tmp_path):
+    """``package:ENTRY`` init references point at the weights next to the recipe file (not a stage to run),
+    are checked against the entry's card, and are named, not pathed, on the exported config."""
+    from fsrbench.train.reference import _replace_init_paths
+
+    rec = _recipes(tmp_path, """
+stages:
+  w: {method: fsrnet, scale: 4, preset: smoke, init: {init_from: package:e8}}
+entries: {}
+""")
+    assert rec.stages["w"].needs() == [] and rec.order(["w"]) == ["w"]
+    with pytest.raises(RecipeError, match="no shipped entry 'e8'"):
+        train_command(rec.stages["w"], tmp_path / "work", "t", "v", ["f"], tmp_path)
+    payload = b"weights"
+    (tmp_path / "e8.safetensors").write_bytes(payload)
+    card = {"format": ck.CARD_FORMAT, "weights": "e8.safetensors", "sha256": hashlib.sha256(payload).hexdigest(),
+            "method": "fsrnet", "scale": 8}
+    (tmp_path / "e8.card.json").write_text(json.dumps(card))
+    cmd = train_command(rec.stages["w"], tmp_path / "work", "t", "v", ["f"], tmp_path)
+    assert f"init_from={tmp_path / 'e8.safetensors'}" in cmd
+    assert _replace_init_paths({"init_from": "/x/e8.safetensors"}, rec.stages["w"].spec) == {"init_from": "package:e8"}
+    (tmp_path / "e8.safetensors").write_bytes(b"weightz")  # corrupted: the sha256 no longer matches
+    with pytest.raises(Exception, match="sha256|SHA-256|checksum"):
+        train_command(rec.stages["w"], tmp_path / "work", "t", "v", ["f"], tmp_path)
