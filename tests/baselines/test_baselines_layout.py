@@ -4,7 +4,7 @@
   ``fsrbench_baselines.<package>.method:<Name>Method``; a trainable method's package also has ``model.py`` and
   its recipe under ``<package>/configs/``.
 * Every preset that existed when reference weights were first trained, and every preset added since (DIC's
-  cpu-reference-init / cpu-reference, FSRNet's cpu-reference and cpu-reference-warm), resolves to the same config as then:
+  cpu-reference-init / cpu-reference, FSRNet's cpu-reference and cpu-reference-warm, MPENet's and MPEGAN's cpu-reference-x8), resolves to the same config as then:
   ``tests/data/preset_config_hashes.json`` pins ``config_hash(resolve_config(method, preset))`` (weight cards
   store resolved configs and their hashes; a recipe change must be a new preset, not an edit of an old one).
   The MPENet/MPEGAN and UFVNet pins are those after their width keys (``au_width``, ``regressor_fc``) were
