@@ -77,6 +77,12 @@ def test_shipped_card_verifies_and_loads_into_its_registered_method(card_path):
     assert fv is not None and fv["beats_bicubic"], "a shipped reference model must beat bicubic on faces-val"
     for s, v in fv["by_scale"].items():
         assert v["n"] == 300 and v["delta_psnr"] > 0 and v["delta_psnr_ci95"][0] <= v["delta_psnr"], s
+    # a model narrower than the paper's says so, naming each width key its stages set (weights list: "reduced")
+    width_keys = {"features", "hg_features", "au_width", "align_channels", "regressor_fc"}
+    narrowed = sorted({k for st in ref["training"]["stages"] for k in (st.get("set") or {}) if k in width_keys})
+    assert bool(ref.get("reduced")) == bool(narrowed), (ref.get("reduced"), narrowed)
+    for k in narrowed:
+        assert f"{k} " in ref["reduced"], (k, ref["reduced"])
     # no machine paths on a card that ships
     text = card_path.read_text()
     assert "/work/" not in text and "/root/" not in text and "/home/" not in text
