@@ -289,8 +289,8 @@ def test_inputs_prepared_in_the_data_workers_equal_the_in_loss_degradation():
     assert set(out) == {"ufvnet_anchor0", "ufvnet_anchor1", "ufvnet_input", "ufvnet_size"}
     hr_t = to_tensor(hr)
     for k, side in ((0, 32), (1, 64)):
-        assert torch.equal(u8_to_float(torch.from_numpy(out[f"ufvnet_anchor{k}"][None])), degrade_batch(hr_t, [side]))
+        assert torch.equal(u8_to_float(torch.from_numpy(out[f"ufvnet_anchor{k}"][None].copy())), degrade_batch(hr_t, [side]))
     assert int(out["ufvnet_size"]) == 24
-    assert torch.equal(u8_to_float(torch.from_numpy(out["ufvnet_input"][None])), degrade_batch(hr_t, [24]))
+    assert torch.equal(u8_to_float(torch.from_numpy(out["ufvnet_input"][None].copy())), degrade_batch(hr_t, [24]))
     assert m.prepare_sample({"hr": hr, "priors": {}, "scale": 8}, np.random.default_rng(0), {"stage": "1a",
                                                                                             "anchors": [0.5]}).keys() == {"ufvnet_anchor0"}
