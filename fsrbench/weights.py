@@ -195,6 +195,30 @@ def train_command(method: str, scale: int) -> str:
     return f"fsrbench train {method} --scale {scale} --dataset ..."
 
 
+def pending_reference(method: str, scale: int, roots: list[Path]) -> str | None:
+    """A hint when an installed weight package lists (method, scale) as ``pending:`` in its ``recipes.yaml``
+    (the entry whose final stage trains that method at that scale): which entry, and the command that trains
+    it; None when no package lists such an entry as pending."""
+    import yaml
+
+    for root in roots:
+        recipes = Path(root) / "recipes.yaml"
+        if not recipes.is_file():
+            continue
+        try:
+            raw = yaml.safe_load(recipes.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        stages = raw.get("stages") or {}
+        for entry, spec in (raw.get("entries") or {}).items():
+            stage = stages.get((spec or {}).get("stage")) or {}
+            why = str((spec or {}).get("pending") or "").strip()
+            if why and stage.get("method") == method and int(stage.get("scale", -1)) == int(scale):
+                return (f"the reference entry {entry} is not shipped yet (`fsrbench weights list` says why); "
+                        f"`fsrbench weights reproduce {entry}` trains it")
+    return None
+
+
 def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | None = None,
                   options: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Build ``method``'s model for ``scale`` with trained weights; returns ``(model in eval mode, card)``.
@@ -246,8 +270,9 @@ def load_for_eval(method: Any, scale: int, device: Any = "cpu", weights: str | N
             if card is not None:
                 break
         if card is None:
+            pending = pending_reference(name, scale or 8, roots[1:])
             raise Unavailable(f"no trained weights for {name} x{scale} (searched {', '.join(map(_shown, roots))}); "
-                              f"train with: {train_command(name, scale or 8)}")
+                              + (pending or f"train with: {train_command(name, scale or 8)}"))
     if card is not None:
         if card.get("method") != name or (int(card.get("scale", -1)) != int(scale) and not any_scale):
             raise ValueError(f"{card['_path']}: weights are for {card.get('method')} x{card.get('scale')}, "

@@ -35,6 +35,38 @@ def test_missing_weights_name_every_searched_root(tmp_path, monkeypatch):
         weights.load_for_eval(Tiny(), 4)
 
 
+def test_missing_weights_name_the_pending_reference_entry_and_its_command(tmp_path, monkeypatch):
+    class Tiny:
+        name = "tiny"
+        any_scale = False
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "recipes.yaml").write_text(
+        "stages:\n"
+        "  tiny-s0-x8: {method: tiny, scale: 8, preset: p}\n"
+        "  tiny-x8: {method: tiny, scale: 8, preset: p}\n"
+        "  tiny-x4: {method: tiny, scale: 4, preset: p}\n"
+        "entries:\n"
+        "  tiny-x8: {stage: tiny-x8, pending: 'not trained yet'}\n"
+        "  tiny-x4: {stage: tiny-x4}\n")
+    monkeypatch.setattr(weights, "eval_weight_roots", lambda opts: [tmp_path / "ck", pkg])
+    with pytest.raises(Unavailable) as err:
+        weights.load_for_eval(Tiny(), 8)
+    msg = str(err.value)
+    assert "the reference entry tiny-x8 is not shipped yet" in msg and "`fsrbench weights reproduce tiny-x8`" in msg
+    assert "fsrbench train" not in msg
+    # an entry that is not pending (its file simply is not there) gets the training command, as does a scale
+    # no recipe lists
+    for scale in (4, 2):
+        with pytest.raises(Unavailable, match=f"train with: fsrbench train tiny --scale {scale}"):
+            weights.load_for_eval(Tiny(), scale)
+    # the user's own checkpoint folder is not a weights package: a recipes.yaml there is not read
+    monkeypatch.setattr(weights, "eval_weight_roots", lambda opts: [pkg])
+    with pytest.raises(Unavailable, match="train with: fsrbench train tiny --scale 8"):
+        weights.load_for_eval(Tiny(), 8)
+
+
 def test_read_state_dict_unwraps_and_strips_ddp_prefix(tmp_path):
     t = torch.arange(6.0).reshape(2, 3)
     torch.save({"model": {"module.conv.weight": t}}, tmp_path / "a.pt")
