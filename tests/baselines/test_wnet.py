@@ -242,6 +242,6 @@ def test_parsing_target_prepared_in_the_data_workers_equals_the_in_loss_one():
     m = WNetMethod()
     lab = parsing_from_landmarks68(_face68())
     out = m.prepare_sample({"priors": {"parsing": lab}, "scale": 8}, np.random.default_rng(0), {"skin_label": 1})
-    prepared = torch.from_numpy(out["wnet_parsing_target"][None]).float().div(255.0).unsqueeze(1).expand(-1, 3, -1, -1)
+    prepared = torch.from_numpy(out["wnet_parsing_target"][None].copy()).float().div(255.0).unsqueeze(1).expand(-1, 3, -1, -1)
     assert torch.equal(prepared, parsing_target(torch.from_numpy(lab[None]), 8, 1, 3))
     assert m.prepare_sample({"priors": {}, "scale": 8}, np.random.default_rng(0), {}) == {}

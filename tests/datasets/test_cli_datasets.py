@@ -76,7 +76,10 @@ def test_run_all_methods_on_celeba_and_helen_test_splits(official, isolated, cap
             assert {(d, s, m) for m in ("bicubic", "edsr", "srcnn")} <= done
     reused = f"(0 cells computed, {len(doc['cells'])} reused"
     reasons = {s["method"]: s["reason"] for s in doc["skipped"]}
-    assert "fsrbench train dic" in reasons["dic"]
+    # every skipped method says how to get its weights: the training command, or the pending reference
+    # entry's reproduce command (dic x8 while its entry is pending)
+    for m, why in reasons.items():
+        assert f"fsrbench train {m} " in why or "`fsrbench weights reproduce " in why, (m, why)
     # the committed experiment file on the same results directory: the same cells, all reused
     monkeypatch.setenv("FSRBENCH_DATA_ROOT", str(data))
     rc = cli_main(["run", "--config", str(CONFIG), "--metrics", "psnr", "--out", str(out), "--no-progress"])
