@@ -196,26 +196,20 @@ def train_command(method: str, scale: int) -> str:
 
 
 def pending_reference(method: str, scale: int, roots: list[Path]) -> str | None:
-    """A hint when an installed weight package lists (method, scale) as ``pending:`` in its ``recipes.yaml``
-    (the entry whose final stage trains that method at that scale): which entry, and the command that trains
-    it; None when no package lists such an entry as pending."""
-    import yaml
+    """A hint when an installed weight package lists (method, scale) as ``pending:`` in its ``recipes.yaml``:
+    which entry, and the command that trains it; None when no package does."""
+    from fsrbench.errors import RecipeError
+    from fsrbench.train.reference import Recipes
 
     for root in roots:
-        recipes = Path(root) / "recipes.yaml"
-        if not recipes.is_file():
-            continue
+        path = Path(root) / "recipes.yaml"
         try:
-            raw = yaml.safe_load(recipes.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
+            entry = Recipes.load(path).pending_entry(method, scale) if path.is_file() else None
+        except RecipeError:  # a broken recipe file must not hide the "no trained weights" message
             continue
-        stages = raw.get("stages") or {}
-        for entry, spec in (raw.get("entries") or {}).items():
-            stage = stages.get((spec or {}).get("stage")) or {}
-            why = str((spec or {}).get("pending") or "").strip()
-            if why and stage.get("method") == method and int(stage.get("scale", -1)) == int(scale):
-                return (f"the reference entry {entry} is not shipped yet (`fsrbench weights list` says why); "
-                        f"`fsrbench weights reproduce {entry}` trains it")
+        if entry:
+            return (f"the reference entry {entry} is not shipped yet (`fsrbench weights list` says why); "
+                    f"`fsrbench weights reproduce {entry}` trains it")
     return None
 
 

@@ -114,6 +114,14 @@ class Recipes:
         """Entries not shipped yet, with the reason their ``pending:`` key gives (``fsrbench weights list``)."""
         return {k: str(e["pending"]).strip() for k, e in self.entries.items() if e.get("pending")}
 
+    def pending_entry(self, method: str, scale: int) -> str | None:
+        """The pending entry whose final stage trains ``method`` at ``scale``, if any."""
+        for entry in self.pending():
+            spec = self.stages[self.entries[entry]["stage"]].spec
+            if spec.get("method") == method and int(spec.get("scale", -1)) == int(scale):
+                return entry
+        return None
+
     def order(self, wanted: Iterable[str]) -> list[str]:
         """``wanted`` and everything they need, dependencies first."""
         out: list[str] = []
