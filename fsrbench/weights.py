@@ -199,7 +199,7 @@ def pending_reference(method: str, scale: int, roots: list[Path]) -> str | None:
     """A hint when an installed weight package lists (method, scale) as ``pending:`` in its ``recipes.yaml``:
     which entry, and the command that trains it; None when no package does."""
     from fsrbench.errors import RecipeError
-    from fsrbench.train.reference import Recipes
+    from fsrbench.weight_recipes import Recipes
 
     for root in roots:
         path = Path(root) / "recipes.yaml"

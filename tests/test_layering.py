@@ -17,7 +17,8 @@ PACKAGE = Path(fsrbench.__file__).resolve().parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("errors", ("fsrbench.errors", "fsrbench._version")),
     ("base", ("fsrbench.registry", "fsrbench.protocols", "fsrbench.imageio", "fsrbench.stats", "fsrbench.cache",
-              "fsrbench.results", "fsrbench.recipes", "fsrbench.weights", "fsrbench.dist")),
+              "fsrbench.results", "fsrbench.recipes", "fsrbench.weight_recipes", "fsrbench.weights",
+              "fsrbench.dist")),
     ("contracts", ("fsrbench.api",)),
     ("components", ("fsrbench.analysis", "fsrbench.data", "fsrbench.metrics")),
     ("engines", ("fsrbench.eval", "fsrbench.train")),
