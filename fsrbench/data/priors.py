@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -39,6 +40,7 @@ import numpy as np
 
 from fsrbench.analysis import get_au, get_landmarks
 from fsrbench.api import DataError, Unavailable
+from fsrbench.errors import PluginLoadError, RegistryError
 from fsrbench.cache import Cache, default_cache_dir, image_key
 from fsrbench.imageio import make_lr, pil_resize
 from fsrbench.results import atomic_file
@@ -263,6 +265,7 @@ class DatasetPriors:
         self.computed: list[str] = []
         self.chunk = int(CHUNK)  # images per partial-result file
         self._mem: dict[str, PriorArray] = {}
+        self._fallback_noted: set[str] = set()
         fp = dataset.fingerprint()
         digest = hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.dir = self.root / f"{_safe(str(fp.get('name', dataset.name)))}-{digest}"
@@ -428,6 +431,42 @@ class DatasetPriors:
         return {n: self.get(n, scale).take(ids)[0] for n in names}
 
     def _source(self, name: str) -> str:
+        """The id of what computes prior ``name`` (its face model, with options): part of the cache file name.
+
+        When the face model cannot be loaded here (its package is not installed, e.g. on a GPU training node)
+        but this dataset's cache already holds ``name`` from exactly one source, that source is used, so
+        priors computed on another machine (``fsrbench data priors``, copied into the cache) serve training
+        without the face models."""
+        try:
+            return self._model_source(name)
+        except (ImportError, OSError, PluginLoadError, RegistryError, Unavailable) as exc:
+            found = self._cached_sources(name)
+            if len(found) != 1:
+                if found:
+                    raise DataError(f"prior {name!r} of {self.dataset.display_name}: its face model cannot be "
+                                    f"loaded here ({exc}) and the cache {self.dir} holds it from several "
+                                    f"sources ({', '.join(found)}); keep one, or install the face model") from exc
+                raise
+            if name not in self._fallback_noted:
+                self._fallback_noted.add(name)
+                print(f"fsrbench: prior {name!r} of {self.dataset.display_name}: its face model cannot be loaded "
+                      f"here ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); using the "
+                      f"cached values from {found[0]} in {self.dir}", file=sys.stderr)
+            return found[0]
+
+    def _cached_sources(self, name: str) -> list[str]:
+        """The sources of the cached files of prior ``name`` in this dataset's cache folder (any scale)."""
+        if not self.dir.is_dir():
+            return []
+        stems = [f.name[: -len(".npz")] for f in self.dir.iterdir() if f.name.endswith(".npz")]
+        out = set()
+        for stem in stems:
+            key, sep, source = stem.partition("--")
+            if sep and (key == name or (name == "landmarks478_lr" and key.startswith(f"{name}-x"))):
+                out.add(source)
+        return sorted(out)
+
+    def _model_source(self, name: str) -> str:
         if name == "landmarks68":
             return self._lm68_source_id()
         if name == "landmarks478_hr":

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fsrbench.api.face import FaceBox, LandmarkResult
-from fsrbench.api import Dataset, Sample
+from fsrbench.api import DataError, Dataset, Sample
 from face_shapes import face68 as _face68
 from fsrbench.data import priors as P
 
@@ -218,6 +218,38 @@ def test_dataset_priors_are_cached_and_reused(tmp_path):
     other = P.DatasetPriors(_Tiny(imgs[:2]), root=tmp_path, models={"dlib68": m68, "mediapipe478": m478, "mediapipe478_lr": m478})
     other.get("landmarks68")
     assert other.computed == ["landmarks68"]  # different dataset fingerprint -> its own cache
+
+
+def test_cached_priors_serve_a_machine_without_the_face_models(tmp_path, monkeypatch, capsys):
+    """Priors computed where the face models are installed are used where they are not (a GPU node);
+    without a cached copy, or with copies from two model versions, the import error is not hidden."""
+    imgs = [np.full((128, 128, 3), v, np.uint8) for v in (50, 0, 200)]
+    models = {"dlib68": _CountingModel(68, 2), "mediapipe478": _CountingModel(478, 3)}
+    models["mediapipe478_lr"] = models["mediapipe478"]
+    pri = P.DatasetPriors(_Tiny(imgs), root=tmp_path, models=models)
+    want = {n: pri.get(n, 8).values for n in ("landmarks68", "parsing", "landmarks478_lr")}
+
+    def no_face_models(*a, **k):
+        raise ImportError("No module named 'dlib'")
+
+    monkeypatch.setattr(P, "get_landmarks", no_face_models)
+    monkeypatch.setattr(P, "lr_landmark_model", no_face_models)
+    here = P.DatasetPriors(_Tiny(imgs), root=tmp_path)
+    for name, values in want.items():
+        np.testing.assert_array_equal(here.get(name, 8).values, values)
+    assert here.computed == []
+    err = capsys.readouterr().err
+    assert "prior 'landmarks68' of tiny: its face model cannot be loaded here (ImportError" in err
+    assert "cached values from fake68-v1" in err
+    with pytest.raises(ImportError, match="dlib"):  # not cached: the import error, not a silent recompute
+        here.get("landmarks478_hr")
+    with pytest.raises(ImportError, match="dlib"):  # another dataset has no cache
+        P.DatasetPriors(_Tiny(imgs[:2]), root=tmp_path).get("landmarks68")
+    models2 = {"dlib68": _CountingModel(68, 2)}
+    models2["dlib68"].id = "fake68-v2"
+    P.DatasetPriors(_Tiny(imgs), root=tmp_path, models=models2).get("landmarks68")
+    with pytest.raises(DataError, match="several sources \\(fake68-v1, fake68-v2\\)"):
+        P.DatasetPriors(_Tiny(imgs), root=tmp_path).get("landmarks68")
 
 
 def test_dataset_priors_use_annotations_when_present(tmp_path):
