@@ -124,10 +124,14 @@ class UFVNet(nn.Module):
         if rate is None:
             raise ValueError("a stage-1 UFVNet super-resolves with the anchor nearest to the input rate; pass rate")
         k = self.nearest_anchor(rate).to(x.device)
-        sr = torch.empty_like(x)
+        sr: torch.Tensor | None = None
         for j in k.unique().tolist():  # run each needed generator once, on its images only
             sel = k == j
-            sr[sel] = self.anchors[j](x[sel])
+            y = self.anchors[j](x[sel])
+            if sr is None:  # the generators' dtype: bf16/fp16 under autocast, not the input's float32
+                sr = y.new_empty((x.shape[0],) + tuple(y.shape[1:]))
+            sr[sel] = y
+        assert sr is not None
         return {"sr": (sr + 1.0) / 2.0, "anchor": k}
 
 

@@ -258,6 +258,22 @@ def test_stage1_checkpoint_super_resolves_with_nearest_anchor():
     assert torch.allclose(out["sr"][:1], ref0, atol=1e-5) and torch.allclose(out["sr"][1:], ref2, atol=1e-5)
 
 
+def test_stage1_super_resolves_under_autocast():
+    """Found on an H200 (benchmarks/test_bench_gpu_inference.py): the output buffer took the input's float32
+    while autocast's generators return bf16/fp16, and the index-put refused the mix. CPU bf16 autocast has
+    the same rule."""
+    torch.manual_seed(0)
+    model = UFVNet("1a").eval()
+    x = torch.rand(2, 3, 64, 64)  # any size the generators' 5 downsamplings leave > 1 px
+    rate = torch.tensor([1 / 16, 0.5])
+    with torch.no_grad():
+        ref = model(x, mode="sr", rate=rate)["sr"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x, mode="sr", rate=rate)
+    assert out["anchor"].tolist() == [0, 2] and out["sr"].dtype == torch.bfloat16
+    assert out["sr"].shape == ref.shape and (out["sr"].float() - ref).abs().max() < 0.05
+
+
 def test_regressor_fc_width_changes_only_the_hidden_fc_layers():
     import torchvision
 
