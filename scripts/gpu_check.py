@@ -149,7 +149,11 @@ def _one(name: str, mode: str, args: argparse.Namespace, data: Path, out: Path, 
     t0 = time.perf_counter()
     try:
         preset = "tiny" if args.dry_run else "default"
-        cfg = resolve_config(method, preset, None, _sets(args, steps, amp, len(list(data.iterdir()))) + list(extra or []))
+        sets = _sets(args, steps, amp, len(list(data.iterdir()))) + list(extra or [])
+        cfg = resolve_config(method, preset, None, sets)
+        if cfg.get("require_init") and not cfg.get("init_from"):  # e.g. MPEGAN: no trained MPENet here
+            cfg = resolve_config(method, preset, None, sets + ["require_init=false"])
+            row["note"] = "from scratch (require_init=false)"
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         res = train(method, args.scale, f"folder:{data}", config=cfg, device=device, out=run, progress=False)
@@ -304,7 +308,7 @@ def _table(rows: list[dict[str, Any]], args: argparse.Namespace, env: str) -> st
             fp16 = "in range" if not r["fp16_overflows"] else "OVERFLOW " + "; ".join(r["fp16_overflows"])
         elif "skipped_steps" in r:
             fp16 = f"{r['skipped_steps']} skipped"
-        note = r.get("error") or r.get("eval_error") or ""
+        note = r.get("error") or r.get("eval_error") or r.get("note") or ""
         dd = r.get("ddp_max_abs_diff")
         lines.append("| " + " | ".join(str(x) for x in (
             r["method"], r["mode"], "yes" if r["ok"] else "**NO**", r.get("steps_per_s", ""), r.get("peak_mem_gib", ""),
