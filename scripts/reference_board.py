@@ -2,6 +2,9 @@
 """The reference board: ``leaderboards/reference-faces-val.md``, every shipped reference model on faces-val.
 
     python scripts/reference_board.py --val-data ../shared/data/faces-val   # evaluate (resumable), store, render
+    python scripts/reference_board.py --val-data ../shared/data/faces-val --add   # only the shipped entries
+                                                 # without a stored cell: evaluated alone, added to the stored
+                                                 # result (fsrbench.report.boards.add_run), board re-rendered
     python scripts/reference_board.py --check    # the stored results were made with exactly the shipped
                                                  # files, and the board re-renders identically from them
 
@@ -32,7 +35,8 @@ def shipped_methods() -> list[str]:
     return ["bicubic"] + sorted({c["method"] for c in package_cards(REPO / "weights" / "fsrbench_weights")})
 
 
-def evaluate(val_data: str, out: Path, extra: list[str]) -> int:
+def evaluate(val_data: str, out: Path, extra: list[str], methods: list[str] | None = None,
+             scales: str = "4,8") -> int:
     rel = os.path.relpath(Path(val_data).resolve(), REPO)
     # no user checkpoints in the way: an empty folder named relative to the repository (no machine paths in
     # the "no trained weights" lines of the board)
@@ -40,37 +44,48 @@ def evaluate(val_data: str, out: Path, extra: list[str]) -> int:
     (REPO / empty).mkdir(parents=True, exist_ok=True)
     if any((REPO / empty).iterdir()):
         raise SystemExit(f"{REPO / empty} must be empty (it stands for 'no user checkpoints')")
-    cmd = [sys.executable, "-m", "fsrbench", "run", "--methods", ",".join(shipped_methods()), "--datasets",
-           f"folder:{rel}", "--scales", "4,8", "--out", str(out), "--checkpoint-dir", str(empty), "--no-save-sr",
+    cmd = [sys.executable, "-m", "fsrbench", "run", "--methods", ",".join(methods or shipped_methods()), "--datasets",
+           f"folder:{rel}", "--scales", scales, "--out", str(out), "--checkpoint-dir", str(empty), "--no-save-sr",
            *extra]
     print("$", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=REPO)
+
+
+def _stored_usage(root: Path) -> tuple[dict[str, list[tuple[str, int]]], dict[str, dict]]:
+    """(weights sha256 -> [(method, scale)] of the stored reference cells, shipped sha256 -> card)."""
+    from fsrbench.train.reference import package_cards
+
+    cells = json.loads((root / "results" / NAME / "metrics.json").read_text())["cells"]
+    used: dict[str, list[tuple[str, int]]] = {}
+    for c in cells:
+        w = c.get("weights") or {}
+        if w.get("kind") == "reference":
+            used.setdefault(w.get("sha256"), []).append((c["method"], int(c["scale"])))
+    return used, {c["sha256"]: c for c in package_cards(REPO / "weights" / "fsrbench_weights")}
+
+
+def missing(root: Path) -> list[tuple[str, str, int, str]]:
+    """(entry, method, scale, sha256) of every shipped entry's scale without a stored cell made with its file."""
+    used, shipped = _stored_usage(root)
+    out = []
+    for sha, card in sorted(shipped.items(), key=lambda kv: kv[1]["reference"]["entry"]):
+        scales = [int(s) for s in ((card["reference"].get("faces_val") or {}).get("by_scale") or {card["scale"]: 0})]
+        have = {s for m, s in used.get(sha, []) if m == card["method"]}
+        out += [(card["reference"]["entry"], card["method"], s, sha) for s in scales if s not in have]
+    return out
 
 
 def check(root: Path) -> list[str]:
     """Problems: shipped entries without a stored cell made with their file, stored reference cells whose
     file is no longer shipped, and board drift."""
     from fsrbench.report.boards import regenerate
-    from fsrbench.train.reference import package_cards
 
-    problems = []
     stored = root / "results" / NAME / "metrics.json"
     if not stored.is_file():
         return [f"{stored} is missing: run scripts/reference_board.py --val-data DIR"]
-    cells = json.loads(stored.read_text())["cells"]
-    used = {}
-    for c in cells:
-        w = c.get("weights") or {}
-        if w.get("kind") == "reference":
-            used.setdefault(w.get("sha256"), []).append((c["method"], int(c["scale"])))
-    shipped = {c["sha256"]: c for c in package_cards(REPO / "weights" / "fsrbench_weights")}
-    for sha, card in sorted(shipped.items(), key=lambda kv: kv[1]["reference"]["entry"]):
-        scales = [int(s) for s in ((card["reference"].get("faces_val") or {}).get("by_scale") or {card["scale"]: 0})]
-        have = {s for m, s in used.get(sha, []) if m == card["method"]}
-        for s in scales:
-            if s not in have:
-                problems.append(f"{card['reference']['entry']} x{s}: no stored cell made with the shipped file "
-                                f"({sha[:12]}…); re-run scripts/reference_board.py --val-data DIR")
+    used, shipped = _stored_usage(root)
+    problems = [f"{entry} x{s}: no stored cell made with the shipped file ({sha[:12]}…); run "
+                f"scripts/reference_board.py --val-data DIR --add" for entry, _, s, sha in missing(root)]
     for sha, where in used.items():
         if sha not in shipped:
             problems.append(f"stored cells {where} were made with weights {str(sha)[:12]}… that are no longer shipped; "
@@ -84,6 +99,8 @@ def main() -> int:
     p.add_argument("--val-data", help="the faces-val folder (e.g. ../shared/data/faces-val)")
     p.add_argument("--out", default=str(REPO / "runs" / NAME), help="results directory (resumable)")
     p.add_argument("--check", action="store_true")
+    p.add_argument("--add", action="store_true", help="evaluate only the shipped entries without a stored cell "
+                                                       "and add their cells to the stored result")
     p.add_argument("extra", nargs="*", help="more `fsrbench run` options after --, e.g. -- --workers 2")
     a = p.parse_args()
     sys.path.insert(0, str(REPO))
@@ -97,6 +114,25 @@ def main() -> int:
         return 1 if problems else 0
     if not a.val_data:
         p.error("--val-data is required (or --check)")
+    if a.add:
+        from fsrbench.report.boards import add_run
+
+        todo: dict[str, list[int]] = {}
+        for _, method, scale, _ in missing(ROOT):
+            todo.setdefault(method, []).append(scale)
+        if not todo:
+            print("reference board: every shipped entry has its stored cells; nothing to add")
+        for method, scales in sorted(todo.items()):
+            out = Path(f"{a.out}-add-{method}")
+            rc = evaluate(a.val_data, out, a.extra, [method], ",".join(map(str, sorted(set(scales)))))
+            if rc:
+                return rc
+            print(f"added {add_run(out, NAME)}")
+        problems = [m for m in regenerate(ROOT) if NAME in m]
+        for msg in problems:
+            print(msg, file=sys.stderr)
+        print(f"wrote {ROOT / (NAME + '.md')}")
+        return 1 if problems else 0
     rc = evaluate(a.val_data, Path(a.out), a.extra)
     if rc:
         return rc
