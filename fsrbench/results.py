@@ -303,6 +303,16 @@ def read_cells(out: Path) -> tuple[list[dict[str, Any]], list[Any]]:
     return summaries, tables
 
 
+def tidy_per_image(per_image: Any) -> Any:
+    """A per-image table in its stored order (dataset, scale, method; stable) with empty, not NaN, error/note."""
+    if len(per_image):
+        per_image = per_image.sort_values(["dataset", "scale", "method"], kind="stable").reset_index(drop=True)
+        for c in ("error", "note"):
+            if c in per_image:
+                per_image[c] = per_image[c].fillna("")
+    return per_image
+
+
 def gather(out: Path, protocol_card: dict[str, Any], skipped: list[dict[str, Any]],
            skipped_metrics: list[dict[str, Any]]) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
     """Gather every cell of ``out`` into ``per_image.csv`` and ``metrics.json`` (deterministic bytes).
@@ -314,12 +324,7 @@ def gather(out: Path, protocol_card: dict[str, Any], skipped: list[dict[str, Any
     summaries.sort(key=lambda d: (d["dataset"], d["scale"], d["method"]))
     done = {(d["dataset"], d["scale"], d["method"]) for d in summaries}
     skipped = [s for s in skipped if (s["dataset"], s["scale"], s["method"]) not in done]
-    per_image = (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=ID_COLUMNS))
-    if len(per_image):
-        per_image = per_image.sort_values(["dataset", "scale", "method"], kind="stable").reset_index(drop=True)
-        for c in ("error", "note"):
-            if c in per_image:
-                per_image[c] = per_image[c].fillna("")
+    per_image = tidy_per_image(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=ID_COLUMNS))
     table_bytes = per_image.to_csv(index=False, lineterminator="\n").encode()
     metrics_doc = {
         "fsrbench": {"results_format": RESULTS_FORMAT},

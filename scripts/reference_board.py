@@ -64,9 +64,9 @@ def _stored_usage(root: Path) -> tuple[dict[str, list[tuple[str, int]]], dict[st
     return used, {c["sha256"]: c for c in package_cards(REPO / "weights" / "fsrbench_weights")}
 
 
-def missing(root: Path) -> list[tuple[str, str, int, str]]:
-    """(entry, method, scale, sha256) of every shipped entry's scale without a stored cell made with its file."""
-    used, shipped = _stored_usage(root)
+def missing(used: dict[str, list[tuple[str, int]]], shipped: dict[str, dict]) -> list[tuple[str, str, int, str]]:
+    """(entry, method, scale, sha256) of every shipped entry's scale without a stored cell made with its file
+    (``used``, ``shipped``: from :func:`_stored_usage`)."""
     out = []
     for sha, card in sorted(shipped.items(), key=lambda kv: kv[1]["reference"]["entry"]):
         scales = [int(s) for s in ((card["reference"].get("faces_val") or {}).get("by_scale") or {card["scale"]: 0})]
@@ -85,7 +85,7 @@ def check(root: Path) -> list[str]:
         return [f"{stored} is missing: run scripts/reference_board.py --val-data DIR"]
     used, shipped = _stored_usage(root)
     problems = [f"{entry} x{s}: no stored cell made with the shipped file ({sha[:12]}…); run "
-                f"scripts/reference_board.py --val-data DIR --add" for entry, _, s, sha in missing(root)]
+                f"scripts/reference_board.py --val-data DIR --add" for entry, _, s, sha in missing(used, shipped)]
     for sha, where in used.items():
         if sha not in shipped:
             problems.append(f"stored cells {where} were made with weights {str(sha)[:12]}… that are no longer shipped; "
@@ -118,7 +118,7 @@ def main() -> int:
         from fsrbench.report.boards import add_run
 
         todo: dict[str, list[int]] = {}
-        for _, method, scale, _ in missing(ROOT):
+        for _, method, scale, _ in missing(*_stored_usage(ROOT)):
             todo.setdefault(method, []).append(scale)
         if not todo:
             print("reference board: every shipped entry has its stored cells; nothing to add")
@@ -128,15 +128,11 @@ def main() -> int:
             if rc:
                 return rc
             print(f"added {add_run(out, NAME)}")
-        problems = [m for m in regenerate(ROOT) if NAME in m]
-        for msg in problems:
-            print(msg, file=sys.stderr)
-        print(f"wrote {ROOT / (NAME + '.md')}")
-        return 1 if problems else 0
-    rc = evaluate(a.val_data, Path(a.out), a.extra)
-    if rc:
-        return rc
-    store_results(a.out, NAME, title=TITLE)
+    else:
+        rc = evaluate(a.val_data, Path(a.out), a.extra)
+        if rc:
+            return rc
+        store_results(a.out, NAME, title=TITLE)
     problems = [m for m in regenerate(ROOT) if NAME in m]
     for msg in problems:
         print(msg, file=sys.stderr)

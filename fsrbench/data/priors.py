@@ -208,6 +208,8 @@ PRIOR_NAMES = ("landmarks68", "landmarks478_hr", "landmarks478_lr", "parsing", "
 #: priors computed image by image with a face model (the expensive ones); the others derive from them
 BASE_PRIORS = ("landmarks68", "landmarks478_hr", "landmarks478_lr")
 BASE_OF = {"parsing": ("landmarks68",), "skin": ("landmarks68",), "au": ("landmarks478_hr",)}
+#: (cache folder, prior) whose cached-source fallback was announced on stderr in this process
+_FALLBACK_NOTED: set[tuple[str, str]] = set()
 #: images per partial-result file of a base prior (the unit of resuming and of sharing work between processes)
 CHUNK = 64
 
@@ -265,7 +267,6 @@ class DatasetPriors:
         self.computed: list[str] = []
         self.chunk = int(CHUNK)  # images per partial-result file
         self._mem: dict[str, PriorArray] = {}
-        self._fallback_noted: set[str] = set()
         fp = dataset.fingerprint()
         digest = hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.dir = self.root / f"{_safe(str(fp.get('name', dataset.name)))}-{digest}"
@@ -447,8 +448,8 @@ class DatasetPriors:
                                     f"loaded here ({exc}) and the cache {self.dir} holds it from several "
                                     f"sources ({', '.join(found)}); keep one, or install the face model") from exc
                 raise
-            if name not in self._fallback_noted:
-                self._fallback_noted.add(name)
+            if (str(self.dir), name) not in _FALLBACK_NOTED:  # once per process, not per DatasetPriors
+                _FALLBACK_NOTED.add((str(self.dir), name))
                 print(f"fsrbench: prior {name!r} of {self.dataset.display_name}: its face model cannot be loaded "
                       f"here ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); using the "
                       f"cached values from {found[0]} in {self.dir}", file=sys.stderr)

@@ -69,7 +69,7 @@ def add_run(run_dir: str | Path, name: str, root: str | Path = ROOT) -> list[tup
 
     import pandas as pd
 
-    from fsrbench.results import json_bytes, load_run
+    from fsrbench.results import json_bytes, load_run, tidy_per_image
 
     src, dst = Path(run_dir), Path(root) / "results" / name
     new_doc, new_pi, _ = load_run(src)
@@ -85,21 +85,18 @@ def add_run(run_dir: str | Path, name: str, root: str | Path = ROOT) -> list[tup
     added = sorted(key(c) for c in new_doc["cells"])
     if not added:
         raise ValueError(f"{src}: no evaluated cells to add")
-    cells = sorted([c for c in old_doc["cells"] if key(c) not in set(added)] + new_doc["cells"], key=key)
+    replaced = set(added)
+    cells = sorted([c for c in old_doc["cells"] if key(c) not in replaced] + new_doc["cells"], key=key)
     if old_pi is None or new_pi is None:
         raise ValueError(f"{dst if old_pi is None else src}: no per-image table")
-    mask = pd.Series([key(r) in set(added) for r in old_pi[["dataset", "scale", "method"]].to_dict("records")],
-                     index=old_pi.index, dtype=bool)
+    old_keys = zip(old_pi["dataset"], old_pi["scale"].astype(int), old_pi["method"])
+    keep = pd.Series([k not in replaced for k in old_keys], index=old_pi.index, dtype=bool)
     extra = [c for c in new_pi.columns if c not in old_pi.columns]
-    table = pd.concat([old_pi[~mask], new_pi[[c for c in old_pi.columns if c in new_pi.columns] + extra]],
-                      ignore_index=True)
-    table = table.sort_values(["dataset", "scale", "method"], kind="stable").reset_index(drop=True)
-    for c in ("error", "note"):
-        if c in table:
-            table[c] = table[c].fillna("")
+    table = tidy_per_image(pd.concat([old_pi[keep], new_pi[[c for c in old_pi.columns if c in new_pi.columns] + extra]],
+                                     ignore_index=True))
     doc = dict(old_doc)
     doc["cells"] = cells
-    doc["skipped"] = [s for s in old_doc.get("skipped", []) if key(s) not in set(added)]
+    doc["skipped"] = [s for s in old_doc.get("skipped", []) if key(s) not in replaced]
     doc["per_image_sha256"] = hashlib.sha256(table.to_csv(index=False, lineterminator="\n").encode()).hexdigest()
     _write_trimmed(table, cells, dst / "per_image.csv.gz")
     (dst / "metrics.json").write_bytes(json_bytes(doc))

@@ -54,3 +54,20 @@ def test_a_run_under_another_protocol_is_refused(tmp_path):
     (tmp_path / "b" / "metrics.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="differs from the stored result"):
         add_run(tmp_path / "b", "m", root=tmp_path / "lb")
+
+
+def test_reference_board_finds_the_shipped_scales_without_a_stored_cell():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "reference_board", Path(__file__).resolve().parents[2] / "scripts" / "reference_board.py")
+    rb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rb)
+    card = lambda entry, method, scale, scales: {  # noqa: E731
+        "method": method, "scale": scale,
+        "reference": {"entry": entry, "faces_val": {"by_scale": {str(s): {} for s in scales}}}}
+    shipped = {"a" * 64: card("dic-x4", "dic", 4, [4]), "b" * 64: card("dic-x8", "dic", 8, [8]),
+               "c" * 64: card("ufvnet", "ufvnet", 8, [4, 8])}
+    used = {"a" * 64: [("dic", 4)], "c" * 64: [("ufvnet", 8)], "d" * 64: [("dic", 8)]}  # dic x8: an older file
+    assert rb.missing(used, shipped) == [("dic-x8", "dic", 8, "b" * 64), ("ufvnet", "ufvnet", 4, "c" * 64)]
